@@ -1,0 +1,546 @@
+"""Reading and writing structures (PDB, mmCIF, gzipped or not) and FASTA files.
+
+Parsing and writing are biotite's; this module decides what a *protein chain* is:
+  * one model (``model=1`` by default; NMR ensembles hold many);
+  * alternate locations resolved by biotite, keeping the highest-occupancy location;
+  * hydrogens/deuterium, waters and ligands dropped; only amino-acid residues kept;
+  * modified residues mapped to their parent (MSE -> M) from biotite's Chemical Component
+    Dictionary; residues it does not know (ATOM records with a CA) become ``X``;
+  * hetero amino acids are kept when peptide-bonded inside a chain, dropped when free ligands;
+  * residues keep file order; a residue split across the file (e.g. hydrogens listed after
+    all heavy atoms) is gathered under its first appearance;
+  * residues missing backbone atoms are kept with their mask False and logged, never rebuilt.
+Writes go to a temporary file in the target directory, then ``os.replace`` (atomic).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import logging
+import os
+import tempfile
+import warnings
+import zlib
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import biotite.structure as struc
+import biotite.structure.info as info
+import biotite.structure.io.pdb as pdb
+import biotite.structure.io.pdbx as pdbx
+
+from multiflow.constants import ATOM_ORDER, ATOM_TYPES, NUM_ATOMS, RESTYPE_1TO3, RESTYPES, UNK_RESNAME, UNK_TOKEN
+from multiflow.data.chain import PEPTIDE_BOND_MAX, ProteinChain
+from multiflow.errors import BadSequenceError, BadStructureError, UnknownChainError
+
+logger = logging.getLogger(__name__)
+
+PDB_SUFFIXES = (".pdb", ".ent", ".pdb1")
+CIF_SUFFIXES = (".cif", ".mmcif", ".pdbx")
+_PDB_RECORDS = {"ATOM", "HETATM", "HEADER", "MODEL", "CRYST1", "REMARK", "TITLE", "COMPND", "SOURCE",
+                "SEQRES", "EXPDTA", "AUTHOR", "KEYWDS", "JRNL", "ANISOU", "TER", "END", "HELIX", "SHEET"}
+_WATERS = {"HOH", "WAT", "DOD", "H2O", "SOL", "TIP", "TIP3", "TIP4", "SPC"}
+# Molecular-dynamics residue names (Amber/CHARMM protonation states) that the CCD lacks or means otherwise.
+_MD_ALIASES = {"HID": "HIS", "HIE": "HIS", "HIP": "HIS", "HSD": "HIS", "HSE": "HIS", "HSP": "HIS",
+               "CYX": "CYS", "CYM": "CYS", "ASH": "ASP", "GLH": "GLU", "LYN": "LYS"}
+_RENAMED_ATOMS = {("MSE", "SE"): "SD"}  # selenomethionine's selenium sits where MET's sulphur does
+_PDB_ORDER = ("N", "CA", "C", "O") + tuple(a for a in ATOM_TYPES if a not in ("N", "CA", "C", "O"))
+
+
+# --- reading ---------------------------------------------------------------------------------
+def read_structure(path: str | Path, chains: str | Sequence[str] | None = None, model: int = 1) -> list[ProteinChain]:
+    """Read the protein chains of a PDB or mmCIF file (``.gz`` allowed) as :class:`ProteinChain`.
+
+    ``chains``: chain ids to return, in that order (a list, one id, or ``"A,B"``); default all
+    protein chains in file order. ``model``: 1-based model number (NMR ensembles).
+    Raises FileNotFoundError for a missing path, :class:`UnknownChainError` for a chain id not
+    in the file, and :class:`BadStructureError` for anything else unusable.
+    """
+    path = Path(path)
+    text, fmt = _read_text(path)
+    atoms = _parse(text, fmt, model, path)
+    return atom_array_to_chains(atoms, name=_stem(path), chains=chains, source=str(path))
+
+
+def _stem(path: Path) -> str:
+    name = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.exists():
+        raise FileNotFoundError(2, "structure file not found", str(path))
+    if path.is_dir():
+        raise BadStructureError(f"{path} is a directory; expected a PDB or mmCIF file")
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as err:
+            raise BadStructureError(f"{path}: gzip data is truncated or corrupt ({err})") from err
+    elif path.suffix.lower() == ".gz":
+        logger.info("%s has a .gz suffix but is not gzip-compressed; reading it as plain text", path)
+    return data
+
+
+def _read_text(path: Path) -> tuple[str, str]:
+    """The decompressed text of a structure file and its format, ``"pdb"`` or ``"cif"``."""
+    data = _read_bytes(path)
+    if not data.strip():
+        raise BadStructureError(f"{path} is empty; expected a PDB or mmCIF file")
+    if b"\x00" in data[:65536]:
+        raise BadStructureError(f"{path} is binary data, not a PDB or mmCIF text file")
+    text = data.decode("utf-8", errors="replace")
+    fmt = _sniff(text)
+    lower = path.name.lower().removesuffix(".gz")
+    by_suffix = "cif" if lower.endswith(CIF_SUFFIXES) else "pdb" if lower.endswith(PDB_SUFFIXES) else None
+    if fmt is None:
+        raise BadStructureError(
+            f"{path} is not a readable structure: found neither PDB records (ATOM/HETATM) nor an mmCIF "
+            f"data block (data_ ... _atom_site)"
+        )
+    if by_suffix and by_suffix != fmt:
+        logger.warning("%s: the suffix says %s but the content is %s; reading it as %s", path, by_suffix, fmt, fmt)
+    return text, fmt
+
+
+def _sniff(text: str) -> str | None:
+    """Guess the format from the content: mmCIF data blocks or PDB record names."""
+    for line in text.splitlines()[:5000]:
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith(("data_", "loop_", "_atom_site.", "_entry.")):
+            return "cif"
+        if line[:6].strip() in _PDB_RECORDS:
+            return "pdb"
+    return None
+
+
+def _parse(text: str, fmt: str, model: int, path: Path) -> struc.AtomArray:
+    """Parse one model into an AtomArray with ``b_factor`` and ``occupancy``."""
+    if isinstance(model, bool) or not isinstance(model, (int, np.integer)) or model < 1:
+        raise BadStructureError(f"model must be a positive 1-based integer, got {model!r}")
+    extra = ["b_factor", "occupancy"]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "elements were guessed from atom name"
+            if fmt == "pdb":
+                handle = pdb.PDBFile.read(io.StringIO(text))
+                count = handle.get_model_count()
+                _check_model(count, model, path)
+                atoms = handle.get_structure(model=model, altloc="occupancy", extra_fields=extra)
+            else:
+                handle = pdbx.CIFFile.read(io.StringIO(text))
+                if "atom_site" not in handle.block:
+                    raise BadStructureError(f"{path}: the mmCIF file has no _atom_site category (no coordinates)")
+                count = pdbx.get_model_count(handle)
+                _check_model(count, model, path)
+                atoms = pdbx.get_structure(handle, model=model, altloc="occupancy", extra_fields=extra)
+    except BadStructureError:
+        raise
+    except Exception as err:  # biotite raises several types on malformed text
+        raise BadStructureError(f"{path}: cannot parse as {fmt.upper()} ({type(err).__name__}: {err})") from err
+    return atoms
+
+
+def _check_model(count: int, model: int, path: Path) -> None:
+    if count == 0:
+        raise BadStructureError(f"{path} has no atom records (ATOM/HETATM); expected a protein structure")
+    if model > count:
+        raise BadStructureError(f"{path} has {count} model(s); model {model} was requested")
+
+
+# --- residue classification --------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _amino_acid_names() -> frozenset[str]:
+    return frozenset(info.amino_acid_names())
+
+
+@lru_cache(maxsize=None)
+def _known_to_ccd(res_name: str) -> bool:
+    try:
+        return info.link_type(res_name) is not None
+    except Exception:
+        return False
+
+
+@lru_cache(maxsize=None)
+def _parent_letter(res_name: str) -> str:
+    """One-letter code of a residue's (parent) amino acid, ``X`` when there is none in the 20."""
+    name = _MD_ALIASES.get(res_name, res_name)
+    if name in RESTYPE_1TO3.values():
+        return {v: k for k, v in RESTYPE_1TO3.items()}[name]
+    try:
+        letter = info.one_letter_code(name)
+    except Exception:
+        letter = None
+    return letter if letter in RESTYPES else "X"
+
+
+# Heavy side-chain atoms of the 20 amino acids (N, CA, C, O and OXT are common to all).
+_SIDE_CHAINS: dict[str, tuple[str, ...]] = {
+    "A": ("CB",), "R": ("CB", "CG", "CD", "NE", "CZ", "NH1", "NH2"), "N": ("CB", "CG", "OD1", "ND2"),
+    "D": ("CB", "CG", "OD1", "OD2"), "C": ("CB", "SG"), "Q": ("CB", "CG", "CD", "OE1", "NE2"),
+    "E": ("CB", "CG", "CD", "OE1", "OE2"), "G": (), "H": ("CB", "CG", "ND1", "CD2", "CE1", "NE2"),
+    "I": ("CB", "CG1", "CG2", "CD1"), "L": ("CB", "CG", "CD1", "CD2"), "K": ("CB", "CG", "CD", "CE", "NZ"),
+    "M": ("CB", "CG", "SD", "CE"), "F": ("CB", "CG", "CD1", "CD2", "CE1", "CE2", "CZ"),
+    "P": ("CB", "CG", "CD"), "S": ("CB", "OG"), "T": ("CB", "OG1", "CG2"),
+    "W": ("CB", "CG", "CD1", "CD2", "NE1", "CE2", "CE3", "CZ2", "CZ3", "CH2"),
+    "Y": ("CB", "CG", "CD1", "CD2", "CE1", "CE2", "CZ", "OH"), "V": ("CB", "CG1", "CG2"),
+}
+
+
+def _allowed_atoms(letter: str) -> frozenset[str]:
+    """atom37 names a residue of this type may carry (all 37 for X)."""
+    if letter == "X":
+        return frozenset(ATOM_TYPES)
+    return frozenset(("N", "CA", "C", "O", "OXT") + _SIDE_CHAINS[letter])
+
+
+def _is_protein_name(res_name: str, hetero: bool, has_ca: bool) -> bool:
+    if res_name in _WATERS:
+        return False
+    if res_name in _amino_acid_names() or res_name in _MD_ALIASES:
+        return True
+    # A name the CCD does not know (custom or MD naming): trust an ATOM record with a CA.
+    return not hetero and has_ca and not _known_to_ccd(res_name)
+
+
+# --- AtomArray <-> ProteinChain ----------------------------------------------------------------
+def _group_residues(atoms: struc.AtomArray) -> dict[str, dict[tuple, list[int]]]:
+    """chain id -> (res_id, ins_code) -> atom indices, both in order of first appearance."""
+    groups: dict[str, dict[tuple, list[int]]] = {}
+    for i, (ch, rid, ic) in enumerate(zip(atoms.chain_id.tolist(), atoms.res_id.tolist(), atoms.ins_code.tolist())):
+        groups.setdefault(ch, {}).setdefault((rid, ic), []).append(i)
+    return groups
+
+
+def atom_array_to_chains(
+    atoms: struc.AtomArray,
+    name: str = "",
+    chains: str | Sequence[str] | None = None,
+    source: str = "structure",
+) -> list[ProteinChain]:
+    """Protein chains of one biotite AtomArray (see the module docstring for what is kept)."""
+    if isinstance(atoms, struc.AtomArrayStack):
+        atoms = atoms[0]
+    element = np.char.upper(atoms.element.astype(str))
+    atoms = atoms[~np.isin(element, ["H", "D"])]
+    groups = _group_residues(atoms)
+    protein: dict[str, list[tuple[tuple, np.ndarray]]] = {}
+    for ch, residues in groups.items():
+        kept = _protein_residues(atoms, residues)
+        if kept:
+            protein[ch] = kept
+    wanted = _resolve_chains(chains, list(protein), [c for c in groups if c not in protein], source)
+    if not protein:
+        raise BadStructureError(
+            f"{source} has no amino-acid residues (only {_describe_residues(atoms)}); expected a protein"
+        )
+    return [_build_chain(atoms, protein[ch], ch, name, source) for ch in wanted]
+
+
+def _describe_residues(atoms: struc.AtomArray) -> str:
+    names = sorted(set(atoms.res_name.tolist()))
+    return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "") if names else "no heavy atoms"
+
+
+def _protein_residues(atoms: struc.AtomArray, residues: dict[tuple, list[int]]) -> list[tuple[tuple, np.ndarray]]:
+    """The amino-acid residues of one chain, in file order, as (key, atom indices)."""
+    out = []
+    for key, idx in residues.items():
+        idx = np.asarray(idx)
+        names = atoms.res_name[idx]
+        if (names != names[0]).any():  # microheterogeneity left after altloc resolution
+            logger.warning("residue %s%s has several names %s; keeping %s", key[0], key[1], sorted(set(names)), names[0])
+            idx = idx[names == names[0]]
+        res_name = str(atoms.res_name[idx[0]])
+        hetero = bool(atoms.hetero[idx].all())
+        if _is_protein_name(res_name, hetero, bool((atoms.atom_name[idx] == "CA").any())):
+            out.append((key, idx, hetero))
+    has_standard = any(not het for _, _, het in out)
+    kept = []
+    for j, (key, idx, het) in enumerate(out):
+        if het and has_standard and not _peptide_linked(atoms, idx, out, j):
+            logger.info("dropping free hetero amino acid %s %s%s (no peptide bond to the chain)",
+                        atoms.res_name[idx[0]], key[0], key[1])
+            continue
+        kept.append((key, idx))
+    return kept
+
+
+def _peptide_linked(atoms: struc.AtomArray, idx: np.ndarray, residues: list, j: int) -> bool:
+    """Whether residue ``j`` shares a C-N peptide bond with any other residue of the chain."""
+    def atom(ix: np.ndarray, name: str) -> np.ndarray | None:
+        hit = ix[atoms.atom_name[ix] == name]
+        return atoms.coord[hit[0]] if hit.size else None
+
+    own_n, own_c = atom(idx, "N"), atom(idx, "C")
+    for k, (_, other, _) in enumerate(residues):
+        if k == j:
+            continue
+        for a, b in ((own_c, atom(other, "N")), (own_n, atom(other, "C"))):
+            if a is not None and b is not None and np.linalg.norm(a - b) <= PEPTIDE_BOND_MAX:
+                return True
+    return False
+
+
+def _resolve_chains(chains, protein: list[str], other: list[str], source: str) -> list[str]:
+    if chains is None:
+        return protein
+    wanted = [c.strip() for c in chains.split(",")] if isinstance(chains, str) else [str(c) for c in chains]
+    for ch in wanted:
+        if ch in other:
+            raise BadStructureError(
+                f"chain {ch!r} of {source} has 0 amino-acid residues (only waters/ligands); protein chains: "
+                f"{', '.join(protein) or 'none'}"
+            )
+        if ch not in protein:
+            raise UnknownChainError(
+                f"chain {ch!r} not found in {source}; protein chains present: {', '.join(protein) or 'none'}"
+            )
+    return wanted
+
+
+def _build_chain(atoms: struc.AtomArray, residues: list, chain_id: str, name: str, source: str) -> ProteinChain:
+    n = len(residues)
+    aatype = np.full(n, UNK_TOKEN, np.int64)
+    pos = np.zeros((n, NUM_ATOMS, 3), np.float32)
+    mask = np.zeros((n, NUM_ATOMS), bool)
+    bfac = np.zeros((n, NUM_ATOMS), np.float32)
+    res_index = np.zeros(n, np.int64)
+    icodes = []
+    for r, ((rid, icode), idx) in enumerate(residues):
+        res_name = str(atoms.res_name[idx[0]])
+        letter = _parent_letter(res_name)
+        aatype[r] = RESTYPES.index(letter) if letter in RESTYPES else UNK_TOKEN
+        allowed = _allowed_atoms(letter)
+        for i in idx:
+            atom_name = _RENAMED_ATOMS.get((res_name, str(atoms.atom_name[i])), str(atoms.atom_name[i]))
+            slot = ATOM_ORDER.get(atom_name)
+            if slot is None or atom_name not in allowed or mask[r, slot]:
+                continue
+            pos[r, slot] = atoms.coord[i]
+            bfac[r, slot] = atoms.b_factor[i] if "b_factor" in atoms.get_annotation_categories() else 0.0
+            mask[r, slot] = True
+        res_index[r] = rid
+        icodes.append(icode)
+    labels = [f"{chain_id}{r}{c}" for r, c in zip(res_index.tolist(), icodes)]
+    bad = ~np.isfinite(pos).all(-1) & mask
+    if bad.any():
+        shown = ", ".join(labels[i] for i in np.flatnonzero(bad.any(-1))[:10])
+        raise BadStructureError(f"{source}: NaN/inf coordinates in chain {chain_id} at residue(s) {shown}")
+    empty = ~mask.any(-1)
+    if empty.all():
+        raise BadStructureError(f"{source}: chain {chain_id} has 0 residues with heavy atoms")
+    if empty.any():
+        logger.warning("%s: dropping %d residue(s) of chain %s with no heavy atoms", source, int(empty.sum()), chain_id)
+    keep = ~empty
+    chain = ProteinChain(aatype[keep], pos[keep], mask[keep], res_index[keep], np.array(icodes, dtype=str)[keep],
+                         bfac[keep], chain_id=chain_id, name=name)
+    missing = chain.missing_backbone
+    if missing.size:
+        shown = ", ".join(chain.residue_labels()[i] for i in missing[:10])
+        logger.warning("%s: %d residue(s) missing N/CA/C kept with backbone_mask False: %s%s", source,
+                       missing.size, shown, " ..." if missing.size > 10 else "")
+    return chain
+
+
+def chain_to_atom_array(chain: ProteinChain) -> struc.AtomArray:
+    """The present atoms of a chain as a biotite AtomArray (PDB atom order N, CA, C, O, side chain)."""
+    order = [ATOM_ORDER[a] for a in _PDB_ORDER]
+    res, slot = np.nonzero(chain.atom_mask[:, order])
+    slot = np.asarray(order)[slot]
+    arr = struc.AtomArray(len(res))
+    arr.coord = chain.atom_positions[res, slot]
+    arr.chain_id = np.full(len(res), chain.chain_id)
+    arr.res_id = chain.residue_index[res]
+    arr.ins_code = chain.insertion_code[res]
+    three = np.array([RESTYPE_1TO3.get(a, UNK_RESNAME) for a in RESTYPES + "X"])
+    arr.res_name = three[chain.aatype[res]]
+    arr.hetero = np.zeros(len(res), bool)
+    arr.atom_name = np.array(ATOM_TYPES)[slot]
+    arr.element = np.array([a[0] for a in ATOM_TYPES])[slot]
+    arr.add_annotation("b_factor", np.float32)
+    arr.b_factor = chain.b_factors[res, slot]
+    arr.add_annotation("occupancy", np.float32)
+    arr.occupancy = np.ones(len(res), np.float32)
+    return arr
+
+
+def _chains_to_atoms(chains: ProteinChain | Iterable[ProteinChain]) -> struc.AtomArray:
+    chains = [chains] if isinstance(chains, ProteinChain) else list(chains)
+    if not chains:
+        raise BadStructureError("no chains to write; expected at least one ProteinChain")
+    ids = [c.chain_id for c in chains]
+    dupes = sorted({c for c in ids if ids.count(c) > 1})
+    if dupes:
+        raise BadStructureError(f"chain ids must be unique in one file, got duplicates {dupes}; use chain.with_chain_id()")
+    return struc.concatenate([chain_to_atom_array(c) for c in chains])
+
+
+# --- writing -------------------------------------------------------------------------------------
+def _check_pdb_limits(atoms: struc.AtomArray | struc.AtomArrayStack) -> None:
+    long_ids = sorted({c for c in atoms.chain_id.tolist() if len(c) > 1})
+    if long_ids:
+        raise BadStructureError(f"PDB format allows 1-character chain ids, got {long_ids}; write mmCIF instead")
+    if atoms.res_id.size and (atoms.res_id.min() < -999 or atoms.res_id.max() > 9999):
+        raise BadStructureError("PDB format allows residue numbers -999..9999; write mmCIF instead")
+    coord = atoms.coord
+    if coord.size and (coord.min() <= -1000 or coord.max() >= 10000):
+        raise BadStructureError("coordinates exceed the PDB column width (-999.999..9999.999 Å); write mmCIF instead")
+
+
+def pdb_string(chains: ProteinChain | Iterable[ProteinChain]) -> str:
+    """PDB text of one or more chains (one model)."""
+    return _pdb_text(_chains_to_atoms(chains))
+
+
+def _pdb_text(atoms: struc.AtomArray | struc.AtomArrayStack) -> str:
+    _check_pdb_limits(atoms)
+    handle = pdb.PDBFile()
+    handle.set_structure(atoms)
+    buffer = io.StringIO()
+    handle.write(buffer)
+    return _add_terminators(buffer.getvalue())
+
+
+def _add_terminators(text: str) -> str:
+    """Add a TER line after each chain of each model and a final END (biotite writes neither)."""
+    out: list[str] = []
+    previous = None  # (chain id) of the last ATOM/HETATM line in the current model
+    for line in text.splitlines():
+        is_atom = line.startswith(("ATOM", "HETATM"))
+        if previous is not None and (not is_atom or line[21] != previous):
+            out.append("TER")
+            previous = None
+        out.append(line)
+        if is_atom:
+            previous = line[21]
+    if previous is not None:
+        out.append("TER")
+    out.append("END")
+    return "\n".join(out) + "\n"
+
+
+def write_pdb(chains: ProteinChain | Iterable[ProteinChain], path: str | Path) -> Path:
+    """Write chains as one PDB model; ``.gz`` paths are gzipped. Returns the path."""
+    return _atomic_write(path, pdb_string(chains))
+
+
+def write_mmcif(chains: ProteinChain | Iterable[ProteinChain], path: str | Path) -> Path:
+    """Write chains as an mmCIF file; ``.gz`` paths are gzipped. Returns the path."""
+    chains = [chains] if isinstance(chains, ProteinChain) else list(chains)
+    atoms = _chains_to_atoms(chains)
+    handle = pdbx.CIFFile()
+    block = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in chains[0].name) or "multiflow"
+    pdbx.set_structure(handle, atoms, data_block=block)
+    buffer = io.StringIO()
+    handle.write(buffer)
+    return _atomic_write(path, buffer.getvalue())
+
+
+def write_trajectory_pdb(frames: Sequence, path: str | Path) -> Path:
+    """Write a multi-model PDB, one MODEL per frame.
+
+    A frame is a ProteinChain, a list of ProteinChain, or a biotite AtomArray; every frame must
+    hold the same atoms (only coordinates may change).
+    """
+    if len(frames) == 0:
+        raise BadStructureError("no frames to write; expected at least one")
+    arrays = [f if isinstance(f, struc.AtomArray) else _chains_to_atoms(f) for f in frames]
+    for k, arr in enumerate(arrays[1:], start=2):
+        same = arr.array_length() == arrays[0].array_length() and all(
+            np.array_equal(arr.get_annotation(a), arrays[0].get_annotation(a))
+            for a in ("chain_id", "res_id", "res_name", "atom_name"))
+        if not same:
+            raise BadStructureError(f"trajectory frame {k} holds different atoms than frame 1; expected identical topology")
+    return _atomic_write(path, _pdb_text(struc.stack(arrays)))
+
+
+@lru_cache(maxsize=1)
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
+def _atomic_write(path: str | Path, text: str) -> Path:
+    """Write text to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(2, "output directory does not exist", str(path.parent))
+    data = text.encode("utf-8")
+    if path.name.lower().endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --- FASTA ---------------------------------------------------------------------------------------
+def read_fasta(path: str | Path) -> list[tuple[str, str]]:
+    """Records of a FASTA file (``.gz`` allowed) as ``(header, sequence)``.
+
+    Headers lose the ``>``; sequence lines are joined with whitespace removed; letters and
+    chain separators ``/`` are kept as written (no validation: see ``tokens.sequence_to_tokens``).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(2, "FASTA file not found", str(path))
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as err:
+            raise BadSequenceError(f"{path}: gzip data is truncated or corrupt ({err})") from err
+    if b"\x00" in data[:65536]:
+        raise BadSequenceError(f"{path} is binary data, not a FASTA text file")
+    records: list[tuple[str, list[str]]] = []
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith(";"):
+            continue
+        if line.startswith(">"):
+            records.append((line[1:].strip(), []))
+        elif not records:
+            raise BadSequenceError(f"{path}:{number}: sequence before the first '>' header; expected FASTA")
+        else:
+            records[-1][1].append("".join(line.split()))
+    if not records:
+        raise BadSequenceError(f"{path} holds no FASTA records (no '>' header lines)")
+    empty = [h for h, parts in records if not "".join(parts)]
+    if empty:
+        raise BadSequenceError(f"{path}: record(s) with an empty sequence: {empty[:5]}")
+    return [(h, "".join(parts)) for h, parts in records]
+
+
+def write_fasta(records: Iterable[tuple[str, str] | ProteinChain], path: str | Path, line_width: int = 0) -> Path:
+    """Write ``(header, sequence)`` records (or chains, headed ``name_chain``); ``line_width=0``: one line."""
+    lines = []
+    for rec in records:
+        header, seq = (f"{rec.name}_{rec.chain_id}", rec.sequence) if isinstance(rec, ProteinChain) else rec
+        header, seq = str(header), "".join(str(seq).split())
+        if "\n" in header or "\r" in header:
+            raise BadSequenceError(f"FASTA header must be one line, got {header!r}")
+        if not seq:
+            raise BadSequenceError(f"record {header!r} has an empty sequence")
+        lines.append(f">{header}")
+        step = line_width if line_width > 0 else len(seq)
+        lines.extend(seq[i:i + step] for i in range(0, len(seq), step))
+    if not lines:
+        raise BadSequenceError("no FASTA records to write")
+    return _atomic_write(path, "\n".join(lines) + "\n")
