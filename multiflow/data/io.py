@@ -5,7 +5,7 @@ Parsing and writing are biotite's; this module decides what a *protein chain* is
   * alternate locations resolved by biotite, keeping the highest-occupancy location;
   * hydrogens/deuterium, waters and ligands dropped; only amino-acid residues kept;
   * modified residues mapped to their parent (MSE -> M) from biotite's Chemical Component
-    Dictionary; residues it does not know (ATOM records with a CA) become ``X``;
+    Dictionary; other residues with N, CA and C atoms become ``X`` (unknown);
   * hetero amino acids are kept when peptide-bonded inside a chain, dropped when free ligands;
   * residues keep file order; a residue split across the file (e.g. hydrogens listed after
     all heavy atoms) is gathered under its first appearance;
@@ -32,7 +32,7 @@ import biotite.structure.info as info
 import biotite.structure.io.pdb as pdb
 import biotite.structure.io.pdbx as pdbx
 
-from multiflow.constants import ATOM_ORDER, ATOM_TYPES, NUM_ATOMS, RESTYPE_1TO3, RESTYPES, UNK_RESNAME, UNK_TOKEN
+from multiflow.constants import ATOM_ORDER, ATOM_TYPES, NUM_ATOMS, RESTYPE_1TO3, RESTYPE_3TO1, RESTYPES, UNK_RESNAME, UNK_TOKEN
 from multiflow.data.chain import PEPTIDE_BOND_MAX, ProteinChain
 from multiflow.errors import BadSequenceError, BadStructureError, UnknownChainError
 
@@ -161,24 +161,16 @@ def _amino_acid_names() -> frozenset[str]:
 
 
 @lru_cache(maxsize=None)
-def _known_to_ccd(res_name: str) -> bool:
-    try:
-        return info.link_type(res_name) is not None
-    except Exception:
-        return False
-
-
-@lru_cache(maxsize=None)
 def _parent_letter(res_name: str) -> str:
     """One-letter code of a residue's (parent) amino acid, ``X`` when there is none in the 20."""
     name = _MD_ALIASES.get(res_name, res_name)
-    if name in RESTYPE_1TO3.values():
-        return {v: k for k, v in RESTYPE_1TO3.items()}[name]
+    if name in RESTYPE_3TO1:
+        return RESTYPE_3TO1[name]
     try:
         letter = info.one_letter_code(name)
-    except Exception:
+    except Exception:  # a name the CCD does not know
         letter = None
-    return letter if letter in RESTYPES else "X"
+    return letter if isinstance(letter, str) and len(letter) == 1 and letter in RESTYPES else "X"
 
 
 # Heavy side-chain atoms of the 20 amino acids (N, CA, C, O and OXT are common to all).
@@ -201,13 +193,13 @@ def _allowed_atoms(letter: str) -> frozenset[str]:
     return frozenset(("N", "CA", "C", "O", "OXT") + _SIDE_CHAINS[letter])
 
 
-def _is_protein_name(res_name: str, hetero: bool, has_ca: bool) -> bool:
+def _is_protein_residue(res_name: str, atom_names: np.ndarray) -> bool:
+    """An amino acid by name (CCD or MD naming), or any residue with N, CA and C atoms (kept as X)."""
     if res_name in _WATERS:
         return False
     if res_name in _amino_acid_names() or res_name in _MD_ALIASES:
         return True
-    # A name the CCD does not know (custom or MD naming): trust an ATOM record with a CA.
-    return not hetero and has_ca and not _known_to_ccd(res_name)
+    return bool(np.isin(["N", "CA", "C"], atom_names).all())
 
 
 # --- AtomArray <-> ProteinChain ----------------------------------------------------------------
@@ -260,7 +252,7 @@ def _protein_residues(atoms: struc.AtomArray, residues: dict[tuple, list[int]]) 
             idx = idx[names == names[0]]
         res_name = str(atoms.res_name[idx[0]])
         hetero = bool(atoms.hetero[idx].all())
-        if _is_protein_name(res_name, hetero, bool((atoms.atom_name[idx] == "CA").any())):
+        if _is_protein_residue(res_name, atoms.atom_name[idx]):
             out.append((key, idx, hetero))
     has_standard = any(not het for _, _, het in out)
     kept = []
