@@ -1,0 +1,239 @@
+"""Datasets and the LightningDataModule over preprocessed chains (layout in docs/DESIGN.md).
+
+Batches are formed by a *token budget*: each batch holds chains of similar length and at most
+``max_tokens`` residues after padding (B × N_max), so short chains come in large batches and
+long ones in small batches, and memory per step stays flat.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from multiflow.data.batch import ChainExample, collate
+from multiflow.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SplitFilter:
+    """Which processed chains a split keeps."""
+
+    min_length: int = 40  # residues
+    max_length: int = 512  # residues; longer chains are kept and cropped when crop_length is set
+    max_coil_fraction: float = 1.0  # 0..1
+    max_missing_fraction: float = 1.0  # 0..1
+
+
+def read_metadata(root: Path) -> list[dict[str, str]]:
+    path = Path(root) / "metadata.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no metadata.csv in {root}: run `multiflow preprocess <pdb folder> --out {root}` first"
+        )
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def split_ids(root: Path, split: str, rows: list[dict[str, str]]) -> set[str]:
+    """Example ids of a split: from ``splits/<split>.txt`` if present, else the metadata's split column."""
+    split_file = Path(root) / "splits" / f"{split}.txt"
+    if split_file.is_file():
+        return {line.strip() for line in split_file.read_text().splitlines() if line.strip()}
+    return {row["example_id"] for row in rows if row.get("split") == split}
+
+
+class ProcessedChainDataset(Dataset):
+    """Chains of one or more splits of a processed folder, with optional random crop and rotation."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        splits: list[str] | tuple[str, ...],
+        filt: SplitFilter = SplitFilter(),
+        crop_length: int | None = None,
+        random_rotation: bool = True,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"processed data folder {self.root} does not exist")
+        rows = read_metadata(self.root)
+        wanted: set[str] = set()
+        for split in splits:
+            wanted |= split_ids(self.root, split, rows)
+        self.rows = [
+            row for row in rows
+            if row["example_id"] in wanted
+            and int(row["length"]) >= filt.min_length
+            and (crop_length is not None or int(row["length"]) <= filt.max_length)
+            and float(row["coil_frac"]) <= filt.max_coil_fraction
+            and float(row["missing_frac"]) <= filt.max_missing_fraction
+        ]
+        if not self.rows:
+            raise ConfigError(
+                f"split(s) {list(splits)} of {self.root} are empty after filtering "
+                f"({len(wanted)} ids listed, {len(rows)} chains processed, filter {filt})"
+            )
+        self.crop_length = crop_length
+        self.random_rotation = random_rotation
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def lengths(self) -> np.ndarray:
+        """Residue counts after cropping, used for token-budget batching."""
+        raw = np.array([int(r["length"]) for r in self.rows])
+        return np.minimum(raw, self.crop_length) if self.crop_length else raw
+
+    def __getitem__(self, idx: int) -> ChainExample:
+        row = self.rows[idx]
+        with np.load(self.root / row["example_path"]) as data:
+            example = ChainExample.from_npz(dict(data), name=row["example_id"])
+        # training draws from torch's RNG (seeded per worker by Lightning/seed_everything);
+        # evaluation (random_rotation=False) crops deterministically from the start
+        rng = np.random.default_rng([int(torch.randint(0, 2**31 - 1, ())), idx]) if self.random_rotation else None
+        if self.crop_length and example.length > self.crop_length:
+            start = int(rng.integers(0, example.length - self.crop_length + 1)) if rng is not None else 0
+            example = example.crop(start, self.crop_length)
+        if rng is not None:
+            example = randomly_rotate(example, rng)
+        return example
+
+
+def randomly_rotate(example: ChainExample, rng: np.random.Generator) -> ChainExample:
+    """Apply one uniformly random global rotation about the centre of the present CA atoms."""
+    from multiflow.geometry.so3 import uniform
+
+    gen = torch.Generator().manual_seed(int(rng.integers(0, 2**62)))
+    rot = uniform((), generator=gen, dtype=torch.float64).numpy()  # [3, 3]
+    centre = example.trans[example.res_mask].mean(axis=0)
+    trans = (example.trans - centre) @ rot.T
+    rots = np.einsum("ij,njk->nik", rot, example.rots)
+    return replace(example, trans=trans.astype(np.float32), rots=rots.astype(np.float32))
+
+
+class TokenBudgetBatchSampler(Sampler[list[int]]):
+    """Length-bucketed batches of at most ``max_tokens`` padded residues (and ``max_batch_size``).
+
+    Distributed-aware: each rank takes every ``world_size``-th batch of one shared, seeded
+    order, and all ranks see the same number of batches (DDP needs equal step counts).
+    """
+
+    def __init__(
+        self,
+        lengths: np.ndarray,
+        max_tokens: int,
+        max_batch_size: int = 256,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        if max_tokens < int(lengths.max()):
+            raise ConfigError(
+                f"max_tokens={max_tokens} is smaller than the longest chain ({int(lengths.max())} residues); "
+                "raise data.max_tokens or set data.crop_length"
+            )
+        self.lengths = np.asarray(lengths)
+        self.max_tokens = max_tokens
+        self.max_batch_size = max_batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+        self._rank, self._world = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _dist(self) -> tuple[int, int]:
+        if self._rank is not None and self._world is not None:
+            return self._rank, self._world
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _all_batches(self) -> list[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        # sort by length with random tie-breaking so buckets differ between epochs
+        jitter = rng.random(len(self.lengths)) if self.shuffle else np.zeros(len(self.lengths))
+        order = np.lexsort((jitter, self.lengths))
+        batches, current, longest = [], [], 0
+        for idx in order:
+            length = int(self.lengths[idx])
+            new_longest = max(longest, length)
+            if current and (new_longest * (len(current) + 1) > self.max_tokens or len(current) >= self.max_batch_size):
+                batches.append(current)
+                current, new_longest = [], length
+            current.append(int(idx))
+            longest = new_longest
+        if current:
+            batches.append(current)
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self):
+        rank, world = self._dist()
+        batches = self._all_batches()
+        per_rank = math.ceil(len(batches) / world)
+        padded = batches + batches[: per_rank * world - len(batches)]  # repeat a few so ranks match
+        yield from padded[rank::world]
+
+    def __len__(self) -> int:
+        _, world = self._dist()
+        return math.ceil(len(self._all_batches()) / world)
+
+
+class ProteinDataModule(L.LightningDataModule):
+    """Train/val loaders over a processed folder. Components get typed arguments, not a cfg."""
+
+    def __init__(
+        self,
+        root: str,
+        train_splits: tuple[str, ...] = ("train",),
+        val_splits: tuple[str, ...] = ("val",),
+        max_tokens: int = 4096,
+        max_batch_size: int = 64,
+        crop_length: int | None = 256,
+        min_length: int = 40,
+        max_length: int = 512,
+        max_coil_fraction: float = 1.0,
+        max_missing_fraction: float = 1.0,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.root = root
+        self.train_splits, self.val_splits = tuple(train_splits), tuple(val_splits)
+        self.max_tokens, self.max_batch_size = max_tokens, max_batch_size
+        self.crop_length = crop_length
+        self.filt = SplitFilter(min_length, max_length, max_coil_fraction, max_missing_fraction)
+        self.num_workers, self.seed = num_workers, seed
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_set = ProcessedChainDataset(self.root, self.train_splits, self.filt, self.crop_length, True)
+        self.val_set = (
+            ProcessedChainDataset(self.root, self.val_splits, self.filt, self.crop_length, False)
+            if self.val_splits else None
+        )
+
+    def _loader(self, dataset: ProcessedChainDataset, shuffle: bool) -> DataLoader:
+        sampler = TokenBudgetBatchSampler(
+            dataset.lengths(), self.max_tokens, self.max_batch_size, shuffle=shuffle, seed=self.seed
+        )
+        return DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
