@@ -222,6 +222,11 @@ def atom_array_to_chains(
         atoms = atoms[0]
     element = np.char.upper(atoms.element.astype(str))
     atoms = atoms[~np.isin(element, ["H", "D"])]
+    if (atoms.chain_id == "").any():
+        spare = next(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789" if c not in set(atoms.chain_id.tolist()))
+        logger.warning("%s: atoms without a chain id are read as chain %s", source, spare)
+        atoms = atoms.copy()
+        atoms.chain_id[atoms.chain_id == ""] = spare
     groups = _group_residues(atoms)
     protein: dict[str, list[tuple[tuple, np.ndarray]]] = {}
     for ch, residues in groups.items():
@@ -255,9 +260,10 @@ def _protein_residues(atoms: struc.AtomArray, residues: dict[tuple, list[int]]) 
         if _is_protein_residue(res_name, atoms.atom_name[idx]):
             out.append((key, idx, hetero))
     has_standard = any(not het for _, _, het in out)
+    linked = _peptide_linked(atoms, [idx for _, idx, _ in out]) if has_standard else None
     kept = []
     for j, (key, idx, het) in enumerate(out):
-        if het and has_standard and not _peptide_linked(atoms, idx, out, j):
+        if het and has_standard and not linked[j]:
             logger.info("dropping free hetero amino acid %s %s%s (no peptide bond to the chain)",
                         atoms.res_name[idx[0]], key[0], key[1])
             continue
@@ -265,20 +271,22 @@ def _protein_residues(atoms: struc.AtomArray, residues: dict[tuple, list[int]]) 
     return kept
 
 
-def _peptide_linked(atoms: struc.AtomArray, idx: np.ndarray, residues: list, j: int) -> bool:
-    """Whether residue ``j`` shares a C-N peptide bond with any other residue of the chain."""
-    def atom(ix: np.ndarray, name: str) -> np.ndarray | None:
-        hit = ix[atoms.atom_name[ix] == name]
-        return atoms.coord[hit[0]] if hit.size else None
+def _peptide_linked(atoms: struc.AtomArray, residues: list[np.ndarray]) -> np.ndarray:
+    """[R] bool: residue shares a C-N peptide bond (<= 2 Å) with another residue of the list."""
+    def first(name: str) -> np.ndarray:  # [R, 3], NaN where the atom is missing
+        out = np.full((len(residues), 3), np.nan)
+        for r, idx in enumerate(residues):
+            hit = idx[atoms.atom_name[idx] == name]
+            if hit.size:
+                out[r] = atoms.coord[hit[0]]
+        return out
 
-    own_n, own_c = atom(idx, "N"), atom(idx, "C")
-    for k, (_, other, _) in enumerate(residues):
-        if k == j:
-            continue
-        for a, b in ((own_c, atom(other, "N")), (own_n, atom(other, "C"))):
-            if a is not None and b is not None and np.linalg.norm(a - b) <= PEPTIDE_BOND_MAX:
-                return True
-    return False
+    n_xyz, c_xyz = first("N"), first("C")
+    with np.errstate(invalid="ignore"):
+        d = np.linalg.norm(c_xyz[:, None] - n_xyz[None], axis=-1)  # [R, R] C(i)-N(j)
+    bonded = d <= PEPTIDE_BOND_MAX
+    np.fill_diagonal(bonded, False)
+    return bonded.any(0) | bonded.any(1)
 
 
 def _resolve_chains(chains, protein: list[str], other: list[str], source: str) -> list[str]:
@@ -306,6 +314,8 @@ def _build_chain(atoms: struc.AtomArray, residues: list, chain_id: str, name: st
     bfac = np.zeros((n, NUM_ATOMS), np.float32)
     res_index = np.zeros(n, np.int64)
     icodes = []
+    b_factor = atoms.b_factor if "b_factor" in atoms.get_annotation_categories() else np.zeros(len(atoms))
+    duplicates = []
     for r, ((rid, icode), idx) in enumerate(residues):
         res_name = str(atoms.res_name[idx[0]])
         letter = _parent_letter(res_name)
@@ -314,14 +324,20 @@ def _build_chain(atoms: struc.AtomArray, residues: list, chain_id: str, name: st
         for i in idx:
             atom_name = _RENAMED_ATOMS.get((res_name, str(atoms.atom_name[i])), str(atoms.atom_name[i]))
             slot = ATOM_ORDER.get(atom_name)
-            if slot is None or atom_name not in allowed or mask[r, slot]:
+            if slot is None or atom_name not in allowed:
+                continue
+            if mask[r, slot]:
+                duplicates.append(f"{chain_id}{rid}{icode}")
                 continue
             pos[r, slot] = atoms.coord[i]
-            bfac[r, slot] = atoms.b_factor[i] if "b_factor" in atoms.get_annotation_categories() else 0.0
+            bfac[r, slot] = b_factor[i]
             mask[r, slot] = True
         res_index[r] = rid
         icodes.append(icode)
     labels = [f"{chain_id}{r}{c}" for r, c in zip(res_index.tolist(), icodes)]
+    if duplicates:  # e.g. two copies of a chain under one id and numbering
+        shown = ", ".join(sorted(set(duplicates), key=duplicates.index)[:10])
+        logger.warning("%s: atoms listed twice in residue(s) %s; keeping the first occurrence", source, shown)
     bad = ~np.isfinite(pos).all(-1) & mask
     if bad.any():
         shown = ", ".join(labels[i] for i in np.flatnonzero(bad.any(-1))[:10])

@@ -117,6 +117,35 @@ def test_multiple_chains_order_follows_request(tmp_path):
     assert ProteinChain.from_file(tmp_path / "ab.pdb", chain="B").sequence == "G"
 
 
+def test_blank_chain_id_gets_a_free_letter(tmp_path, caplog):
+    lines = residue_lines(0, "ALA", "A", 1) + residue_lines(5, "GLY", " ", 1)
+    (tmp_path / "blank.pdb").write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.WARNING, logger="multiflow.data.io"):
+        assert [c.chain_id for c in read_structure(tmp_path / "blank.pdb")] == ["A", "B"]
+    assert "without a chain id are read as chain B" in caplog.text
+
+
+def test_repeated_residue_keeps_first_copy_and_says_so(tmp_path, caplog):
+    first = residue_lines(0, "ALA", "A", 1)
+    second = [line[:30] + f"{float(line[30:38]) + 50:8.3f}" + line[38:] for line in first]
+    (tmp_path / "twice.pdb").write_text("\n".join(first + ["TER"] + second) + "\n")
+    with caplog.at_level(logging.WARNING, logger="multiflow.data.io"):
+        (chain,) = read_structure(tmp_path / "twice.pdb")
+    assert chain.length == 1 and chain.atom_positions[0, 1, 0] == pytest.approx(0.0)
+    assert "listed twice in residue(s) A1" in caplog.text
+
+
+@pytest.mark.slow
+def test_side_chain_table_matches_the_ccd():
+    import biotite.structure.info as info
+
+    from multiflow.constants import RESTYPE_1TO3
+
+    for letter, side_chain in mio._SIDE_CHAINS.items():
+        names = {str(a) for a in info.residue(RESTYPE_1TO3[letter]).atom_name if a in ATOM_ORDER}
+        assert names - {"N", "CA", "C", "O", "OXT"} == set(side_chain), letter
+
+
 # --- format detection ---------------------------------------------------------------------------------
 def test_content_wins_over_suffix(tmp_path, messy_pdb):
     text = messy_pdb.read_text()
