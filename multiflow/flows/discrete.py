@@ -215,7 +215,8 @@ class DiscreteFlow:
         n_unmask = torch.binomial(masked.sum(-1).to(torch.float64), p_unmask, generator=generator)  # [B]
         score = probs.max(-1).values.masked_fill(~masked, -1.0)  # confidence, [B, N]
         order = score.argsort(dim=-1, descending=True, stable=True)
-        rank = torch.empty_like(order).scatter_(-1, order, torch.arange(x_t.shape[1], device=x_t.device).expand_as(order))
+        positions = torch.arange(x_t.shape[1], device=x_t.device).expand_as(order)
+        rank = torch.empty_like(order).scatter_(-1, order, positions)  # rank of each position by confidence
         chosen = masked & (rank < n_unmask[:, None])
         x_new = torch.where(chosen, sample_categorical(probs, generator), x_t)
         u = torch.rand(x_t.shape, generator=generator, dtype=torch.float64, device=x_t.device)
