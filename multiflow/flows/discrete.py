@@ -223,6 +223,41 @@ class DiscreteFlow:
         remask = (x_t != S) & ~fixed & (u < h[:, None] * eta)
         return x_new.masked_fill(remask, S)
 
+    def reveal_step(self, x_t: Tensor, logits: Tensor, num_reveal: int, *, temperature: float = 1.0,
+                    block_size: int | None = None, confidence: Literal["max", "sampled"] = "max",
+                    fixed_mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """LLaDA-style step (masking only): unmask the ``num_reveal`` most confident masked positions.
+
+        Tokens are sampled from softmax(logits / T). Confidence is the position's max probability
+        (``"max"``: the choice does not look at the drawn token, so with exact posteriors and one
+        token per step the samples are exact) or the drawn token's probability (``"sampled"``, as in
+        LLaDA's low-confidence remasking). With ``block_size``, only the leftmost block of
+        ``block_size`` positions that still holds a masked position is eligible (semi-autoregressive).
+        """
+        if self.noise != "mask":
+            raise ConfigError("reveal_step needs masking noise")
+        if num_reveal < 1 or (block_size is not None and block_size < 1):
+            raise ConfigError(f"num_reveal and block_size must be >= 1, got {num_reveal}, {block_size}")
+        self._check_tokens(x_t, allow_mask=True, name="x_t")
+        fixed = self._fixed(fixed_mask, x_t)
+        probs = probs_from_logits(logits, self.vocab_size, temperature)  # [B, N, S]
+        masked = (x_t == self.mask_token) & ~fixed  # [B, N]
+        if block_size is not None:
+            pos = torch.arange(x_t.shape[1], device=x_t.device)
+            first = torch.where(masked, pos, x_t.shape[1]).min(-1, keepdim=True).values  # [B, 1]
+            masked = masked & (pos // block_size == first // block_size)
+        tokens = sample_categorical(probs, generator)
+        if confidence == "max":
+            score = probs.max(-1).values
+        elif confidence == "sampled":
+            score = probs.gather(-1, tokens[..., None]).squeeze(-1)
+        else:
+            raise ConfigError(f"confidence must be 'max' or 'sampled', got {confidence!r}")
+        score = score.masked_fill(~masked, -1.0)
+        top = score.topk(min(num_reveal, x_t.shape[1]), dim=-1).indices  # [B, k]
+        chosen = torch.zeros_like(masked).scatter_(-1, top, True) & masked
+        return torch.where(chosen, tokens, x_t)
+
     # --- checks ---------------------------------------------------------------------
     def _check_tokens(self, x: Tensor, *, allow_mask: bool, name: str) -> None:
         if x.dtype != torch.int64 or x.ndim != 2:

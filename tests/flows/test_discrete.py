@@ -219,3 +219,35 @@ def test_bad_input_raises():
         flow.sample_path(x, torch.zeros(3))
     with pytest.raises(ValueError):
         flow.step(x, torch.zeros(2, 3, 7), torch.zeros(2), 0.1)
+
+
+# --- confidence (LLaDA-style) sampler ---------------------------------------------------
+@pytest.mark.parametrize("block_size", [None, 1])
+def test_reveal_one_token_per_step_is_exact(block_size):
+    """One token per step, chosen without looking at the draw: the chain rule makes samples exact
+    (block_size=1 is plain left-to-right autoregression)."""
+    flow, q = DiscreteFlow(S, "mask"), target_probs()
+    g = torch.Generator().manual_seed(8)
+    n = 4000
+    x = flow.sample_prior((n, L))
+    for _ in range(L):
+        logits = exact_posterior(flow, x, torch.zeros(n), q).clamp_min(1e-300).log()
+        x = flow.reveal_step(x, logits, 1, block_size=block_size, generator=g)
+    assert (x < S).all()
+    assert _chi2_pvalue(x, q) > 1e-3
+
+
+def test_reveal_step_blocks_and_counts():
+    flow = DiscreteFlow(20, "mask")
+    g = torch.Generator().manual_seed(9)
+    x = flow.sample_prior((5, 12))
+    fixed = torch.zeros(5, 12, dtype=torch.bool)
+    fixed[:, 0] = True
+    x1 = flow.reveal_step(x, torch.randn(5, 12, 20, generator=g), 3, block_size=4, fixed_mask=fixed,
+                          confidence="sampled", generator=g)
+    revealed = x1 != flow.mask_token
+    assert (revealed.sum(-1) == 3).all() and not revealed[:, 0].any() and not revealed[:, 4:].any()
+    assert revealed[:, 1:4].all()
+    x2 = flow.reveal_step(x1, torch.randn(5, 12, 20, generator=g), 3, block_size=4, fixed_mask=fixed, generator=g)
+    new = (x2 != flow.mask_token) & ~revealed  # block 0 is done (position 0 is fixed): block 1 opens
+    assert (new.sum(-1) == 3).all() and new[:, 4:8].sum(-1).eq(3).all()
