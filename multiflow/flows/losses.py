@@ -9,14 +9,22 @@ masked-diffusion (MDLM) ELBO weight d_kappa_t / (1 - kappa_t) (= 1/(1 - t) for k
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from multiflow.constants import TRANS_SCALE
 from multiflow.errors import ConfigError
 from multiflow.flows.base import jump_coefficient
 from multiflow.flows.discrete import DiscreteFlow
+from multiflow.geometry import so3
+from multiflow.geometry.backbone import frames_to_backbone
+from multiflow.geometry.rigid import Rigid
+
+if TYPE_CHECKING:
+    from multiflow.flows.interpolant import NoisyBatch
 
 
 def _token_cross_entropy(logits: Tensor, x1: Tensor, counted: Tensor, vocab_size: int) -> Tensor:
@@ -98,3 +106,116 @@ def masked_nelbo(flow: DiscreteFlow, logits_fn: Callable[[Tensor, Tensor], Tenso
     nats = nats / num_t_samples
     per_token = nats.sum() / valid.sum().clamp_min(1)
     return {"nats": nats, "nats_per_token": per_token, "bits_per_token": per_token / math.log(2)}
+
+
+# --- structure terms ----------------------------------------------------------------------------
+# Frame-flow convention (../shared/MATH.md). With the clipped time scale s(t) = 1 / (1 - min(t, t_clip)):
+#   trans_vf  = mean over free residues and xyz of (s(t) (x̂_1 - x_1))²  [nm²]; equal to the squared
+#               difference of the implied velocities (x̂_1 - x_t)/(1 - t) - (x_1 - x_t)/(1 - t) (clipped)
+#   rots_vf   = mean over free residues and xyz of (s(t) (log(R_tᵀ R̂_1) - log(R_tᵀ R_1)))²  [rad²]
+#   bb_atom   = mean over free residues, atoms N CA C O and xyz of (s(t) (â - a))²  [nm²]
+#   pair_dist = mean over atom pairs closer than ``pair_cutoff`` in the data, at least one atom of a free
+#               residue, of (s(t) (d̂ - d))²  [nm²]
+# "Free" = res_mask & ~fixed_structure; fixed residues take their data frames before atoms are built, so
+# a prediction at a fixed residue never changes a term. bb_atom and pair_dist count only samples with
+# t > late_t (t = min(t_trans, t_rots)); late_t=None counts every sample. Each term is a mean over the
+# samples that have something to count (0 if none).
+
+
+def time_scale(t: Tensor, t_clip: float = 0.9) -> Tensor:
+    """s(t) = 1 / (1 - min(t, t_clip)) [B], the clipped 1/(1 - t) of the frame-flow losses."""
+    if not 0 <= t_clip < 1:
+        raise ConfigError(f"t_clip must lie in [0, 1), got {t_clip}")
+    return 1.0 / (1.0 - t.clamp(max=t_clip))
+
+
+def _per_sample_mean(sq: Tensor, weight: Tensor) -> Tensor:
+    """sq [B, ...] summed over its non-batch dims / weight [B] (count), averaged over samples with weight > 0."""
+    per = sq.flatten(1).sum(-1) / weight.clamp_min(1)
+    has = weight > 0
+    return (per * has).sum() / has.sum().clamp_min(1)
+
+
+def translation_vf_loss(pred_trans_1: Tensor, trans_1: Tensor, t: Tensor, mask: Tensor, *,
+                        t_clip: float = 0.9) -> dict[str, Tensor]:
+    """``trans_vf``: predicted vs true clean translations [B, N, 3] (nm), time-scaled; mask [B, N] = free residues."""
+    err = (pred_trans_1 - trans_1) * time_scale(t, t_clip).to(trans_1.dtype)[:, None, None]
+    m = mask.to(err.dtype)
+    return {"trans_vf": _per_sample_mean(err.pow(2) * m[..., None], 3 * m.sum(-1))}
+
+
+def rotation_vf_loss(pred_rots_1: Tensor, rots_1: Tensor, rots_t: Tensor, t: Tensor, mask: Tensor, *,
+                     t_clip: float = 0.9) -> dict[str, Tensor]:
+    """``rots_vf``: body-frame vector fields at R_t toward R̂_1 and R_1 [B, N, 3, 3], time-scaled; mask = free residues."""
+    r_t_inv = rots_t.transpose(-1, -2)
+    err = so3.log(r_t_inv @ pred_rots_1) - so3.log(r_t_inv @ rots_1)  # [B, N, 3]
+    err = err * time_scale(t, t_clip).to(err.dtype)[:, None, None]
+    m = mask.to(err.dtype)
+    return {"rots_vf": _per_sample_mean(err.pow(2) * m[..., None], 3 * m.sum(-1))}
+
+
+def _backbone_nm(trans_nm: Tensor, rots: Tensor, res_mask: Tensor) -> Tensor:
+    """Backbone atoms [B, N, 4, 3] in nm from frames with translations in nm (ideal geometry is in Å)."""
+    return frames_to_backbone(Rigid(rots, trans_nm * TRANS_SCALE), res_mask) / TRANS_SCALE
+
+
+def backbone_losses(pred_trans_1: Tensor, pred_rots_1: Tensor, trans_1: Tensor, rots_1: Tensor, t: Tensor,
+                    res_mask: Tensor, fixed_structure: Tensor | None = None, *, t_clip: float = 0.9,
+                    late_t: float | None = 0.75, pair_cutoff: float = 6.0) -> dict[str, Tensor]:
+    """``bb_atom`` and ``pair_dist`` (see the section comment) from predicted and true frames (nm).
+
+    t [B] the structure time; ``pair_cutoff`` in Å (local neighbourhood in the data).
+    """
+    fixed = torch.zeros_like(res_mask) if fixed_structure is None else fixed_structure & res_mask
+    free = res_mask & ~fixed
+    pred_trans = torch.where(fixed[..., None], trans_1, pred_trans_1)
+    pred_rots = torch.where(fixed[..., None, None], rots_1, pred_rots_1)
+    scale = time_scale(t, t_clip).to(trans_1.dtype)  # [B]
+    gate = torch.ones_like(res_mask[:, 0]) if late_t is None else t > late_t  # [B] bool
+    counted = free & gate[:, None]  # [B, N]
+    b, n = res_mask.shape
+    pred_atoms = _backbone_nm(pred_trans, pred_rots, res_mask)  # [B, N, 4, 3]
+    true_atoms = _backbone_nm(trans_1, rots_1, res_mask)
+    atom_w = counted[..., None].expand(b, n, 4).to(trans_1.dtype)  # [B, N, 4]
+    err = (pred_atoms - true_atoms) * scale[:, None, None, None]
+    bb = _per_sample_mean(err.pow(2) * atom_w[..., None], 3 * atom_w.flatten(1).sum(-1))
+
+    present = res_mask[..., None].expand(b, n, 4).reshape(b, n * 4)  # [B, 4N]
+    is_counted = counted[..., None].expand(b, n, 4).reshape(b, n * 4)
+    d_true = torch.cdist(true_atoms.reshape(b, n * 4, 3), true_atoms.reshape(b, n * 4, 3))  # [B, 4N, 4N] nm
+    d_pred = torch.cdist(pred_atoms.reshape(b, n * 4, 3), pred_atoms.reshape(b, n * 4, 3))
+    pairs = (present[:, :, None] & present[:, None, :] & (is_counted[:, :, None] | is_counted[:, None, :])
+             & (d_true < pair_cutoff / TRANS_SCALE) & ~torch.eye(n * 4, dtype=torch.bool, device=res_mask.device))
+    pw = pairs.to(trans_1.dtype)
+    d_err = (d_pred - d_true) * scale[:, None, None]
+    pair = _per_sample_mean(d_err.pow(2) * pw, pw.flatten(1).sum(-1))
+    return {"bb_atom": bb, "pair_dist": pair}
+
+
+def structure_losses(pred_trans_1: Tensor, pred_rots_1: Tensor, noisy: NoisyBatch, *, t_clip: float = 0.9,
+                     late_t: float | None = 0.75, pair_cutoff: float = 6.0) -> dict[str, Tensor]:
+    """All four structure terms for a prediction on an ``interpolant.NoisyBatch`` (translations in nm)."""
+    free = noisy.res_mask & ~noisy.fixed_structure
+    terms = translation_vf_loss(pred_trans_1, noisy.trans_1, noisy.t_trans, free, t_clip=t_clip)
+    terms |= rotation_vf_loss(pred_rots_1, noisy.rots_1, noisy.rots_t, noisy.t_rots, free, t_clip=t_clip)
+    t_struct = torch.minimum(noisy.t_trans, noisy.t_rots)
+    terms |= backbone_losses(pred_trans_1, pred_rots_1, noisy.trans_1, noisy.rots_1, t_struct, noisy.res_mask,
+                             noisy.fixed_structure, t_clip=t_clip, late_t=late_t, pair_cutoff=pair_cutoff)
+    return terms
+
+
+def total_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
+    """Σ_k weights[k] · terms[k] over the weighted terms (a weight of 0 skips its term, even if NaN).
+
+    Raises ConfigError when a weighted term is missing, so a typo never silently drops a loss.
+    """
+    missing = [k for k, w in weights.items() if w != 0 and k not in terms]
+    if missing:
+        raise ConfigError(f"loss weights name terms {missing} that are not among {sorted(terms)}")
+    total = None
+    for key, w in weights.items():
+        if w != 0:
+            total = w * terms[key] if total is None else total + w * terms[key]
+    if total is None:
+        raise ConfigError(f"every loss weight is 0: {dict(weights)}")
+    return total
