@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from multiflow.data.batch import ChainExample, collate
+from multiflow.data.batch import Batch, ChainExample, collate
 from multiflow.errors import ConfigError
 
 
@@ -237,3 +237,6 @@ class ProteinDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        return batch.to(device) if isinstance(batch, Batch) else super().transfer_batch_to_device(batch, device, dataloader_idx)

@@ -1,31 +1,10 @@
-import csv
-
 import numpy as np
 import pytest
 import torch
 
 from multiflow.data.datamodule import ProcessedChainDataset, ProteinDataModule, TokenBudgetBatchSampler
 from multiflow.errors import ConfigError
-
-
-def _write_processed(root, lengths, split="train"):
-    (root / "examples").mkdir(parents=True)
-    rows = []
-    rng = np.random.default_rng(0)
-    for i, n in enumerate(lengths):
-        eid = f"ex{i}"
-        path = root / "examples" / f"{eid}.npz"
-        rots = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3))
-        np.savez_compressed(
-            path, aatype=rng.integers(0, 20, n), trans=rng.normal(size=(n, 3)).astype(np.float32) * 10,
-            rots=rots, res_mask=np.ones(n, bool), residue_index=np.arange(n), chain_index=np.zeros(n, np.int64),
-        )
-        rows.append(dict(example_id=eid, length=n, coil_frac=0.3, missing_frac=0.0,
-                         example_path=f"examples/{eid}.npz", split=split))
-    with open(root / "metadata.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+from tests.helpers import write_processed
 
 
 def test_token_budget_batches_cover_everything_once():
@@ -52,7 +31,7 @@ def test_budget_smaller_than_chain_is_a_clear_error():
 
 
 def test_dataset_crops_and_rotates_rigidly(tmp_path):
-    _write_processed(tmp_path, [80, 300])
+    write_processed(tmp_path, [80, 300])
     ds = ProcessedChainDataset(tmp_path, ["train"], crop_length=128, random_rotation=True)
     assert sorted(ds.lengths().tolist()) == [80, 128]
     raw = np.load(tmp_path / "examples/ex0.npz")
@@ -66,7 +45,7 @@ def test_dataset_crops_and_rotates_rigidly(tmp_path):
 
 
 def test_datamodule_loaders_and_empty_split(tmp_path):
-    _write_processed(tmp_path, [50, 60, 70, 80])
+    write_processed(tmp_path, [50, 60, 70, 80])
     dm = ProteinDataModule(str(tmp_path), train_splits=("train",), val_splits=(), max_tokens=200, crop_length=None)
     dm.setup()
     batches = list(dm.train_dataloader())

@@ -1,0 +1,86 @@
+"""Turn a composed Hydra config into components. Each component gets typed arguments, never the cfg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from multiflow.constants import NUM_AA
+from multiflow.data.datamodule import ProteinDataModule
+from multiflow.flows.discrete import DiscreteFlow
+from multiflow.flows.euclidean import EuclideanFlow
+from multiflow.flows.interpolant import Interpolant, InterpolantConfig, PartialConfig, TaskMixture
+from multiflow.flows.so3 import SO3Flow
+from multiflow.models.config import DenoiserConfig
+from multiflow.models.denoiser import Denoiser
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def build_interpolant(flows: DictConfig | dict) -> Interpolant:
+    flows = _plain(flows)
+    config = InterpolantConfig(
+        min_t=float(flows["min_t"]),
+        mixture=TaskMixture(**flows["mixture"]),
+        partial=PartialConfig(**{**flows["partial"], "fix_weights": tuple(flows["partial"]["fix_weights"])}),
+        separate_t_prob=float(flows.get("separate_t_prob", 0.0)),
+    )
+    return Interpolant(
+        config,
+        trans_flow=EuclideanFlow(**flows["trans"]),
+        rots_flow=SO3Flow(**flows["rots"]),
+        seq_flow=DiscreteFlow(NUM_AA, flows["aa"]["noise"]),
+    )
+
+
+def build_denoiser(model: DictConfig | dict) -> Denoiser:
+    return Denoiser(DenoiserConfig.from_dict(_plain(model)))
+
+
+def build_module(cfg: DictConfig):
+    from multiflow.training.module import MultiflowModule, TrainingConfig
+
+    training = _plain(cfg.training)
+    module = MultiflowModule(build_denoiser(cfg.model), build_interpolant(cfg.flows), TrainingConfig(**training))
+    module.run_config = _plain(cfg)  # saved into every checkpoint (see MultiflowModule.on_save_checkpoint)
+    return module
+
+
+def build_datamodule(cfg: DictConfig) -> ProteinDataModule:
+    data = _plain(cfg.data)
+    data["train_splits"] = tuple(data["train_splits"])
+    data["val_splits"] = tuple(data["val_splits"])
+    return ProteinDataModule(**data)
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path):
+    import lightning as L
+    from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    trainer_kwargs = _plain(cfg.trainer)
+    has_val = bool(cfg.data.val_splits)
+    callbacks = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints",
+            filename="best-{step}",
+            monitor="val/loss" if has_val else None,
+            mode="min",
+            save_top_k=1,
+            save_last=True,
+            every_n_train_steps=int(trainer_kwargs.get("val_check_interval") or 500),
+        ),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if float(cfg.training.ema_decay) > 0:
+        callbacks.append(EMAWeightAveraging(decay=float(cfg.training.ema_decay)))
+    loggers = [CSVLogger(save_dir=str(run_dir), name="logs")]  # logs/version_<k>/metrics.csv, one per (re)start
+    if cfg.get("tensorboard", False):
+        loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard"))
+    if not has_val:
+        trainer_kwargs["limit_val_batches"] = 0
+    return L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers, **trainer_kwargs)

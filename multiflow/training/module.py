@@ -1,0 +1,96 @@
+"""The thin LightningModule: corrupt (flows) -> denoise (model) -> named loss terms -> log.
+
+Evaluation, PDB writing and folding models live elsewhere; this file only trains.
+EMA of the weights is Lightning's ``EMAWeightAveraging`` callback (see builders.py), which
+also makes the saved checkpoints and validation use the averaged weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from multiflow.data.batch import Batch
+from multiflow.flows.interpolant import Interpolant, NoisyBatch
+from multiflow.flows.losses import structure_losses, token_loss, total_loss
+from multiflow.models.denoiser import Denoiser
+from multiflow.models.flow_model import DenoiserFlowModel, noisy_batch_inputs
+from multiflow.sampling.solver import Prediction
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimisation and loss settings (configs/training/*.yaml)."""
+
+    lr: float = 1e-4  # AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 200  # linear warm-up, optimiser steps
+    self_condition_prob: float = 0.5  # probability of a self-conditioning pass per batch
+    ema_decay: float = 0.999  # EMA of weights (0 disables; applied by the callback)
+    loss_weights: dict[str, float] = field(
+        default_factory=lambda: {"trans_vf": 1.0, "rots_vf": 0.5, "aa": 1.0, "bb_atom": 0.25, "pair_dist": 0.25}
+    )
+    aux_loss_t_min: float = 0.25  # backbone-atom and pair-distance losses only where the structure time exceeds this
+    likelihood_weighting: bool = False  # 1/(1-t) weight on the token loss
+
+
+class MultiflowModule(L.LightningModule):
+    def __init__(self, denoiser: Denoiser, interpolant: Interpolant, config: TrainingConfig) -> None:
+        super().__init__()
+        self.model = DenoiserFlowModel(denoiser)
+        self.interpolant = interpolant
+        self.config = config
+        self.run_config: dict | None = None  # the resolved run config, saved with checkpoints
+
+    # --- one step -----------------------------------------------------------------------
+    def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
+        noisy = self.interpolant.corrupt(batch)
+        state, t, extras = noisy_batch_inputs(noisy)
+        self_condition = None
+        if self.training and self.config.self_condition_prob > 0:
+            if float(torch.rand(())) < self.config.self_condition_prob:
+                with torch.no_grad():
+                    self_condition = self.model(state, t, **extras)
+        pred = self.model(state, t, **extras, self_condition=self_condition)
+        return self.loss_terms(noisy, pred)
+
+    def loss_terms(self, noisy: NoisyBatch, pred: Prediction) -> dict[str, Tensor]:
+        terms = structure_losses(pred.trans_1, pred.rots_1, noisy, late_t=self.config.aux_loss_t_min)
+        aa = token_loss(
+            self.interpolant.seq_flow, pred.logits, noisy.aatype_1, noisy.aatype_t, noisy.t_aa, noisy.seq_mask,
+            fixed_mask=noisy.fixed_sequence, likelihood_weighting=self.config.likelihood_weighting,
+        )
+        terms["aa"] = aa["loss"]
+        terms["aa_ce"] = aa["ce"].detach()
+        terms["loss"] = total_loss(terms, self.config.loss_weights)
+        return terms
+
+    # --- Lightning hooks -------------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        terms = self.compute_losses(batch)
+        self._log_terms("train", terms, batch)
+        return terms["loss"]
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        terms = self.compute_losses(batch)
+        self._log_terms("val", terms, batch)
+
+    def _log_terms(self, stage: str, terms: dict[str, Tensor], batch: Batch) -> None:
+        n_res = int(batch.res_mask.sum())
+        for name, value in terms.items():
+            self.log(f"{stage}/{name}", value.detach().float(), batch_size=batch.batch_size,
+                     prog_bar=name == "loss", sync_dist=stage == "val", on_step=stage == "train", on_epoch=stage == "val")
+        if stage == "train":
+            self.log("train/residues", float(n_res), reduce_fx="sum", on_step=True, batch_size=batch.batch_size)
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
+        warmup = max(int(self.config.warmup_steps), 1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["multiflow_config"] = self.run_config

@@ -1,0 +1,77 @@
+"""``multiflow train``: compose the Hydra config, build the components, run Lightning.
+
+Usage::
+
+    multiflow train                                   # configs/train.yaml defaults (cpu_small)
+    multiflow train experiment=cpu_small data.root=processed trainer.max_time=00:02:00:00
+    multiflow train model=multiflow_size trainer=ddp trainer.devices=8
+    multiflow train resume=last run_dir=runs/my-run   # continue from runs/my-run/checkpoints/last.ckpt
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+CONFIG_DIR = Path(os.environ.get("MULTIFLOW_CONFIG_DIR", Path(__file__).resolve().parents[2] / "configs"))
+
+
+def compose_config(config_name: str = "train", overrides: list[str] | None = None) -> DictConfig:
+    """Compose a config from ``configs/`` with Hydra's compose API (no working-directory change)."""
+    from hydra import compose, initialize_config_dir
+
+    if not CONFIG_DIR.is_dir():
+        raise FileNotFoundError(
+            f"config folder {CONFIG_DIR} not found; set MULTIFLOW_CONFIG_DIR to the project's configs/ folder"
+        )
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=False)
+
+
+def resolve_resume(cfg: DictConfig) -> str | None:
+    """Checkpoint to resume from: ``resume=<path>``, or ``resume=last`` for the run's last checkpoint."""
+    if cfg.resume in (None, ""):
+        return None
+    path = Path(cfg.run_dir) / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot resume: checkpoint {path} does not exist")
+    return str(path)
+
+
+def run(cfg: DictConfig) -> Path:
+    """Train with a composed config; returns the run folder."""
+    import lightning as L
+
+    from multiflow.training.builders import build_datamodule, build_module, build_trainer
+
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg)
+    trainer = build_trainer(cfg, run_dir)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    return run_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="multiflow train",
+        description="Train a multiflow model. Positional arguments are Hydra overrides (key=value, group=option).",
+        epilog="Groups: data, model (cpu_small | multiflow_size), flows, training, trainer (cpu | ddp), experiment.",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer.max_steps=1000 data.root=processed")
+    parser.add_argument("--config-name", default="train", help="top-level config in configs/ (default: train)")
+    parser.add_argument("--print-config", action="store_true", help="print the composed config and exit")
+    args = parser.parse_args(argv)
+    cfg = compose_config(args.config_name, args.overrides)
+    if args.print_config:
+        print(OmegaConf.to_yaml(cfg, resolve=True))
+        return 0
+    run_dir = run(cfg)
+    print(f"run folder: {run_dir}")
+    return 0
