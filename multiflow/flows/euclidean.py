@@ -97,7 +97,10 @@ class EuclideanFlow:
         return (x1 - x_t) / (1 - t.to(x_t.dtype)).clamp_min(1e-6)[:, None, None]
 
     def step(self, x_t: Tensor, x1_hat: Tensor, t: Tensor, h: float | Tensor) -> Tensor:
-        """Euler step x_t -> x_{t+h} toward the predicted x̂_1; h float or [B]. Lands on x̂_1 if t+h >= 1 - LAND_TOL."""
+        """Euler step x_t -> x_{t+h} toward the predicted x̂_1; h float or [B].
+
+        Lands exactly on x̂_1 when t + h >= 1 - LAND_TOL.
+        """
         _check_time(t, x_t.shape[0])
         h = torch.as_tensor(h, dtype=torch.float64, device=x_t.device).expand(x_t.shape[0])
         t64 = t.to(torch.float64)

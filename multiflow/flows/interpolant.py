@@ -85,7 +85,8 @@ class PartialConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_fraction <= self.max_fraction <= 1:
-            raise ConfigError(f"need 0 <= min_fraction <= max_fraction <= 1, got {self.min_fraction}, {self.max_fraction}")
+            raise ConfigError(f"need 0 <= min_fraction <= max_fraction <= 1, got {self.min_fraction}, "
+                              f"{self.max_fraction}")
         if self.max_segments < 1 or not 0 <= self.contiguous_prob <= 1:
             raise ConfigError(f"max_segments must be >= 1 and contiguous_prob in [0, 1], got "
                               f"{self.max_segments}, {self.contiguous_prob}")

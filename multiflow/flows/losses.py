@@ -146,7 +146,10 @@ def translation_vf_loss(pred_trans_1: Tensor, trans_1: Tensor, t: Tensor, mask: 
 
 def rotation_vf_loss(pred_rots_1: Tensor, rots_1: Tensor, rots_t: Tensor, t: Tensor, mask: Tensor, *,
                      t_clip: float = 0.9) -> dict[str, Tensor]:
-    """``rots_vf``: body-frame vector fields at R_t toward R̂_1 and R_1 [B, N, 3, 3], time-scaled; mask = free residues."""
+    """``rots_vf``: body-frame fields at R_t toward R̂_1 and toward R_1 ([B, N, 3, 3] each), time-scaled.
+
+    mask [B, N] = free residues.
+    """
     r_t_inv = rots_t.transpose(-1, -2)
     err = so3.log(r_t_inv @ pred_rots_1) - so3.log(r_t_inv @ rots_1)  # [B, N, 3]
     err = err * time_scale(t, t_clip).to(err.dtype)[:, None, None]

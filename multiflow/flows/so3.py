@@ -104,7 +104,7 @@ class SO3Flow:
 
     # --- sampling ---------------------------------------------------------------------
     def step_fraction(self, t: Tensor, h: float | Tensor) -> Tensor:
-        """s [B] float64 in [0, 1]: how far along the geodesic to R̂_1 one step moves (1 when t + h >= 1 - LAND_TOL)."""
+        """s [B] float64 in [0, 1]: the fraction of the geodesic to R̂_1 one step covers (1 if t + h >= 1 - LAND_TOL)."""
         t64 = t.to(torch.float64)
         h64 = torch.as_tensor(h, dtype=torch.float64, device=t.device).expand_as(t64)
         if self.schedule == "linear":

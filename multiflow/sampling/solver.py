@@ -98,7 +98,7 @@ class Conditioning:
 @dataclass(frozen=True)
 class SolverConfig:
     num_steps: int = 100  # Euler steps from min_t to 1
-    min_t: float = 0.01  # first time point (the flows are singular nowhere at t=0, but the model is trained on [min_t, 1 - min_t])
+    min_t: float = 0.01  # first grid time; the interpolant trains the model on t in [min_t, 1 - min_t]
     self_condition: bool = False  # pass the previous Prediction to the model as ``self_condition``
     temperature: float = 1.0  # DiscreteFlow: softmax(logits / temperature)
     eta: float = 0.0  # DiscreteFlow stochasticity (>= 0)
