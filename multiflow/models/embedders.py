@@ -41,9 +41,10 @@ def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10_000.0) -> T
 
 def rbf(d: Tensor, d_max: float, num: int) -> Tensor:
     """Gaussian radial basis of distances ``d [...]`` on ``num`` centres in [0, d_max] -> ``[..., num]``."""
-    centres = torch.linspace(0.0, d_max, num, device=d.device, dtype=d.dtype)  # [num]
     width = d_max / max(num - 1, 1)
-    return torch.exp(-(((d[..., None] - centres) / width) ** 2))  # [..., num]
+    centres = torch.linspace(0.0, d_max / width, num, device=d.device, dtype=d.dtype)  # [num], in widths
+    x = (d / width)[..., None] - centres  # [..., num]
+    return torch.exp(-(x * x))  # [..., num]
 
 
 def safe_norm(v: Tensor, dim: int = -1) -> Tensor:
@@ -118,7 +119,7 @@ class EdgeEmbedder(nn.Module):
         self.geo = nn.Linear(geo_dim, c_z)
         self.node_i = nn.Linear(cfg.node_dim, c_z, bias=False)
         self.node_j = nn.Linear(cfg.node_dim, c_z, bias=False)
-        self.mlp = nn.Sequential(nn.GELU(), nn.Linear(c_z, c_z), nn.GELU(), nn.Linear(c_z, c_z))
+        self.mlp = nn.Sequential(nn.ReLU(), nn.Linear(c_z, c_z), nn.ReLU(), nn.Linear(c_z, c_z))
         self.norm = nn.LayerNorm(c_z)
 
     def forward(
