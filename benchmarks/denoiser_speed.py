@@ -6,14 +6,18 @@
 Every (preset, attention, N) runs in a fresh subprocess (batch 1, ``--threads`` torch threads,
 ``torch.inference_mode``), so its peak RSS is its own. Columns:
     time  best / median wall time of one forward, s (after one warm-up forward)
+    cpu   best process CPU time of one forward, s (all threads summed; less sensitive to other
+          jobs than wall time, but spin-waiting threads inflate it)
     GFLOP  matmul FLOPs of one forward (``torch.utils.flop_counter``: linear, bmm, SDPA;
            elementwise ops not counted), so GFLOP/s is a lower bound on achieved throughput
     %peak  GFLOP/s against ``--peak-gflops`` (2 Zen-3 cores with AVX2 FMA: ~115 fp32)
     peak RSS  high-water mark of the whole process, MB; fwd MB = that minus the RSS just
            before the forward passes (model and inputs excluded)
 Dense attention is skipped where its N² pair tensors would exceed ``--dense-budget-gb``.
-The machine may be shared: the load average is printed before and after; treat times as
-upper bounds when it is above ~0.5.
+The machine may be shared: the 1-minute load average is printed per row; treat times as
+upper bounds when it is above ~0.5. ``--tune-malloc`` sets glibc's mmap/trim thresholds in
+the children so large temporaries are reused instead of page-faulted in on every forward
+(~10% less CPU at N=300; a deployment option, not part of the model).
 Reference (published MultiFlow, 21.8M parameters, this class of machine): 0.84 s at N=100,
 10.2 s at N=300.
 """
@@ -71,19 +75,21 @@ def run_child(preset: str, attention: str, length: int, threads: int, repeats: i
     model = Denoiser(DenoiserConfig.preset(preset, attention=attention)).eval()
     inp = _random_input(length)
     rss_before = _current_rss_mb()
-    times = []
+    times, cpu = [], []
     with torch.inference_mode():
         model(inp)  # warm-up
         for _ in range(repeats):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             model(inp)
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - start_cpu)
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MB (Linux: KiB)
         with FlopCounterMode(display=False) as counter:
             model(inp)
     return {
         "preset": preset, "attention": attention, "N": length, "params": model.num_parameters(),
-        "best_s": min(times), "median_s": statistics.median(times), "gflop": counter.get_total_flops() / 1e9,
+        "best_s": min(times), "median_s": statistics.median(times), "cpu_s": min(cpu),
+        "load": os.getloadavg()[0], "gflop": counter.get_total_flops() / 1e9,
         "peak_rss_mb": peak_rss, "fwd_mb": peak_rss - rss_before,
     }
 
@@ -101,6 +107,8 @@ def _spawn(preset: str, attention: str, length: int, args: argparse.Namespace) -
     cmd = [sys.executable, __file__, "--child", preset, attention, str(length),
            "--threads", str(args.threads), "--repeats", str(args.repeats)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
+    if args.tune_malloc:
+        env.update(MALLOC_MMAP_THRESHOLD_="4000000000", MALLOC_TRIM_THRESHOLD_="100000000000")
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         return {"preset": preset, "attention": attention, "N": length, "error": done.stderr.strip()[-300:]}
@@ -111,10 +119,10 @@ def _row(r: dict, peak: float) -> str:
     if "error" in r:
         return f"| {r['preset']} | {r['attention']} | {r['N']} | failed: {r['error']} |"
     if "skipped" in r:
-        return f"| {r['preset']} | {r['attention']} | {r['N']} | skipped ({r['skipped']}) | | | | | |"
+        return f"| {r['preset']} | {r['attention']} | {r['N']} | skipped ({r['skipped']}) | | | | | | | |"
     gflops = r["gflop"] / r["best_s"]
     return (f"| {r['preset']} | {r['attention']} | {r['N']} | {r['best_s']:.3f} / {r['median_s']:.3f} | "
-            f"{r['gflop']:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {r['peak_rss_mb']:.0f} | {r['fwd_mb']:.0f} |")
+            f"{r['cpu_s']:.3f} | {r['gflop']:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {r['peak_rss_mb']:.0f} | {r['fwd_mb']:.0f} | {r['load']:.1f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,15 +134,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peak-gflops", type=float, default=115.0)
     parser.add_argument("--dense-budget-gb", type=float, default=4.0)
+    parser.add_argument("--tune-malloc", action="store_true", help="glibc malloc thresholds in the children")
     parser.add_argument("--child", nargs=3, metavar=("PRESET", "ATTENTION", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         preset, attention, length = args.child
         print(json.dumps(run_child(preset, attention, int(length), args.threads, args.repeats)))
         return
-    print(f"load average before: {os.getloadavg()[0]:.2f}  (threads={args.threads}, batch=1, repeats={args.repeats})")
-    print("| preset | attention | N | time best / median (s) | GFLOP | GFLOP/s | %peak | peak RSS MB | fwd MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(f"load average before: {os.getloadavg()[0]:.2f}  (threads={args.threads}, batch=1, "
+          f"repeats={args.repeats}, tune_malloc={args.tune_malloc})")
+    print("| preset | attention | N | wall best / median (s) | cpu (s) | GFLOP | GFLOP/s | %peak | peak RSS MB "
+          "| fwd MB | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for attention in args.attention:
             for length in args.lengths:

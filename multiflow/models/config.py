@@ -34,7 +34,7 @@ class DenoiserConfig:
     attention: str = "sparse"  # "sparse" (k-NN + sequence graph) or "dense" (all pairs)
     k_neighbors: int = 32  # spatial nearest neighbours per residue (sparse graph)
     seq_neighbors: int = 8  # s: residues within ±s in the chain are always neighbours
-    gather_above_n: int = 1024  # sparse IPA kernel: N <= this uses masked dense logits (fast
+    gather_above_n: int = 2048  # sparse IPA kernel: N <= this uses masked dense logits (fast
     #   matmuls, O(H·N²) memory), larger N gathers the K neighbours (O(N·K) memory); same math
     time_embed_dim: int = 32  # sinusoidal embedding width of each modality's time
     index_embed_dim: int = 32  # sinusoidal embedding width of the residue index

@@ -38,7 +38,7 @@ _MASKED_LOGIT = -1e9
 
 class InvariantPointAttention(nn.Module):
     def __init__(self, c_s: int, c_z: int, heads: int, head_dim: int, qk_points: int, v_points: int,
-                 masked_dense_max_n: int = 1024):
+                 masked_dense_max_n: int = 2048):
         super().__init__()
         self.masked_dense_max_n = masked_dense_max_n
         self.heads, self.head_dim = heads, head_dim

@@ -54,7 +54,7 @@ def test_dense_masked_dense_and_gather_kernels_agree():
     # a genuinely sparse graph: the two sparse kernels still agree
     small = knn_graph(trans, mask, k=2, seq_window=1)
     z_small = _edge_z(z_dense, small)
-    ipa.masked_dense_max_n = 1024
+    ipa.masked_dense_max_n = 2048
     a = ipa(s, z_small, rots, trans, small)
     ipa.masked_dense_max_n = 0
     b = ipa(s, z_small, rots, trans, small)
