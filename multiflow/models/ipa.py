@@ -37,6 +37,12 @@ _MASKED_LOGIT = -1e9
 
 
 class InvariantPointAttention(nn.Module):
+    """IPA with H heads of C scalar channels, P_qk query/key points and P_v value points.
+
+    ``masked_dense_max_n``: on a sparse graph, chains up to this length use the masked dense
+    kernel, longer ones the gather kernel (same result, different speed/memory trade-off).
+    """
+
     def __init__(self, c_s: int, c_z: int, heads: int, head_dim: int, qk_points: int, v_points: int,
                  masked_dense_max_n: int = 2048):
         super().__init__()
