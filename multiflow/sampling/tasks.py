@@ -1,0 +1,629 @@
+"""Design tasks on a trained model: co-design, inverse folding, forward folding, motif scaffolding.
+
+Every task is a pure function of a :class:`~multiflow.training.checkpoint.LoadedModel`, a
+:class:`~multiflow.sampling.solver.SolverConfig` and the user's inputs (ProteinChain records,
+sequences, contigs), returning a :class:`DesignSet`. They all reduce to one engine: a list of
+:class:`Problem` (what is fixed, to which values) sampled by the joint Euler solver, many designs
+per forward pass, in batches of at most ``max_tokens`` = B × N_max residues (and ``batch_size``).
+
+Coordinates: the solver works in the interpolant's centring convention (centre of the fixed
+residues at the origin, else the centre of all residues). Outputs are moved back to the input's
+frame, so a motif or a fixed backbone sits exactly where it was in the user's file; fixed residues
+are written with the input's own atoms (side chains too where the sequence is kept), generated
+residues with N, CA, C, O from the frames and an ideal CB.
+
+Reproducibility: one seeded generator per call; the same seed, inputs, settings and
+``max_tokens``/``batch_size`` give the same designs (batching changes the random stream).
+
+``score``: mean negative log-likelihood (nats) of the designed residues' amino acids under the
+model given the final structure, all designed positions masked and the rest of the sequence
+visible (one extra forward per batch; lower is better; over all residues when none was designed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from multiflow.constants import RESTYPES, C_IDX, CA_IDX, CB_IDX, MASK_TOKEN, N_IDX, NUM_AA, NUM_ATOMS, O_IDX, UNK_TOKEN
+from multiflow.data.batch import ChainExample, collate
+from multiflow.data.chain import ProteinChain
+from multiflow.errors import BadSequenceError, ConfigError
+from multiflow.flows.euclidean import from_flow_units
+from multiflow.geometry.backbone import backbone_to_atom37, frames_to_backbone, ideal_cb
+from multiflow.geometry.rigid import Rigid
+from multiflow.geometry.superposition import aligned_rmsd
+from multiflow.sampling.contigs import (
+    ContigLayout, check_length, format_labels, parse_bias, parse_chain_ids, parse_contigs, parse_length_range,
+    parse_lengths, parse_partial, resolve_motifs, resolve_residues, safe_name, sample_layout, split_chains,
+    tokens_for, unique_names,
+)
+from multiflow.sampling.outputs import Design, DesignSet
+from multiflow.sampling.solver import Conditioning, EulerSolver, FlowState, Prediction, SolverConfig
+
+CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+BatchCallback = Callable[[int, int], None]  # (batches done, batches in total)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One design to sample: the inputs (zeros/identity/X where free) and what is held fixed."""
+
+    example: ChainExample  # aatype (chain alphabet), trans Å, rots, residue/chain index
+    fixed_structure: np.ndarray  # [N] bool
+    fixed_sequence: np.ndarray  # [N] bool
+    designed: np.ndarray  # [N] bool, sampled amino acids (bias/omit apply, score counts)
+
+    @property
+    def length(self) -> int:
+        return self.example.length
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The solver's result for one Problem, in the solver's (centred) frame."""
+
+    backbone: np.ndarray  # [N, 4, 3] Å, N, CA, C, O from the final frames
+    aatype: np.ndarray  # [N] int64 chain alphabet (20 = X only where fixed and unknown)
+    confidence: np.ndarray | None  # [N] in [0, 1]
+    score: float  # nats, see the module docstring
+    trajectory: list[np.ndarray] | None  # per saved step [N, 4, 3] Å
+
+
+# --- the engine ----------------------------------------------------------------------------------
+class GuidedModel:
+    """A flow model whose amino-acid logits get ``bias`` [20] added at ``where`` [B, N] (−inf omits).
+
+    Also keeps the confidence of the latest forward pass when the model reports one.
+    """
+
+    def __init__(self, model: Any, bias: Tensor | None = None, where: Tensor | None = None) -> None:
+        self.model, self.bias, self.where = model, bias, where
+        self.confidence: Tensor | None = None
+
+    def __call__(self, state: FlowState, t: dict[str, Tensor], **extras: Any) -> Prediction:
+        denoise = getattr(self.model, "denoise", None)
+        if denoise is not None:
+            out = denoise(state, t, extras["res_mask"], extras["residue_index"], extras.get("chain_index"),
+                          extras.get("self_condition"))
+            self.confidence = out.confidence
+            pred = Prediction(out.trans, out.rots, out.aa_logits)
+        else:
+            pred = self.model(state, t, **extras)
+        if self.bias is None:
+            return pred
+        logits = pred.logits[..., :NUM_AA]
+        biased = logits + self.bias.to(logits.dtype)
+        return Prediction(pred.trans_1, pred.rots_1, torch.where(self.where[..., None], biased, logits))
+
+
+def plan_batches(lengths: Sequence[int], max_tokens: int, batch_size: int | None = None) -> list[list[int]]:
+    """Consecutive groups of problem indices with B × max(N) <= max_tokens (a longer one runs alone)."""
+    if max_tokens < 1:
+        raise ConfigError(f"max_tokens must be >= 1, got {max_tokens}")
+    groups: list[list[int]] = []
+    longest = 0
+    for i, n in enumerate(lengths):
+        cap = batch_size or len(lengths)
+        if groups and len(groups[-1]) < cap and (len(groups[-1]) + 1) * max(longest, n) <= max_tokens:
+            groups[-1].append(i)
+            longest = max(longest, n)
+        else:
+            groups.append([i])
+            longest = n
+    return groups
+
+
+def model_device(loaded: Any) -> torch.device:
+    return next(loaded.model.parameters()).device
+
+
+def run_problems(loaded: Any, solver_config: SolverConfig, problems: Sequence[Problem], *, seed: int,
+                 max_tokens: int = 4000, batch_size: int | None = None, bias: np.ndarray | None = None,
+                 save_trajectory: bool = False, trajectory_stride: int = 1,
+                 on_batch: BatchCallback | None = None) -> list[Sample]:
+    """Sample every problem; results in input order."""
+    device = model_device(loaded)
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    it = loaded.interpolant
+    solver = EulerSolver(it.trans_flow, it.rots_flow, it.seq_flow, solver_config)
+    groups = plan_batches([p.length for p in problems], max_tokens, batch_size)
+    out: list[Sample | None] = [None] * len(problems)
+    bias_t = None if bias is None else torch.as_tensor(bias, dtype=torch.float32, device=device)
+    for k, group in enumerate(groups):
+        chunk = [problems[i] for i in group]
+        for i, sample in zip(group, _run_batch(loaded, solver, chunk, generator, bias_t, save_trajectory,
+                                               max(1, trajectory_stride))):
+            out[i] = sample
+        if on_batch is not None:
+            on_batch(k + 1, len(groups))
+    return out  # type: ignore[return-value]
+
+
+def _pad(arrays: Sequence[np.ndarray], n: int, device: torch.device) -> Tensor:
+    out = torch.zeros(len(arrays), n, dtype=torch.bool)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = torch.from_numpy(np.asarray(a, dtype=bool))
+    return out.to(device)
+
+
+def _run_batch(loaded: Any, solver: EulerSolver, chunk: Sequence[Problem], generator: torch.Generator,
+               bias: Tensor | None, save_trajectory: bool, stride: int) -> list[Sample]:
+    device = model_device(loaded)
+    batch = collate([p.example for p in chunk]).to(device)
+    n = batch.num_res
+    fixed_s = _pad([p.fixed_structure for p in chunk], n, device)
+    fixed_a = _pad([p.fixed_sequence for p in chunk], n, device)
+    designed = _pad([p.designed for p in chunk], n, device) & batch.res_mask
+    cond = Conditioning.from_batch(batch, fixed_s, fixed_a)
+    model = GuidedModel(loaded.model, bias, designed)
+    with torch.inference_mode():
+        res = solver.sample(model, batch.res_mask, generator=generator, return_trajectory=save_trajectory,
+                            conditioning=cond, residue_index=batch.residue_index, chain_index=batch.chain_index)
+        confidence = model.confidence
+        scored = torch.where(designed.any(-1, keepdim=True), designed, batch.res_mask)
+        scores = sequence_nll(loaded.model, res.final, scored, batch.res_mask, batch.residue_index,
+                              batch.chain_index, solver.config.min_t)
+        backbone = _backbone(res.final, batch.res_mask)
+        frames = None
+        if save_trajectory:
+            frames = [_backbone(s, batch.res_mask) for s in res.states[::stride]]
+            if (len(res.states) - 1) % stride:
+                frames.append(backbone)
+    samples = []
+    for b, p in enumerate(chunk):
+        m = p.length
+        tokens = res.final.aatype[b, :m].cpu().numpy().copy()
+        tokens[tokens >= NUM_AA] = UNK_TOKEN  # MASK left only where fixed and unknown
+        samples.append(Sample(
+            backbone=backbone[b, :m].cpu().numpy(), aatype=tokens,
+            confidence=None if confidence is None else confidence[b, :m].float().cpu().numpy(),
+            score=float(scores[b]),
+            trajectory=None if frames is None else [f[b, :m].cpu().numpy() for f in frames],
+        ))
+    return samples
+
+
+def _backbone(state: FlowState, mask: Tensor) -> Tensor:
+    rigid = Rigid(state.rots.float(), from_flow_units(state.trans).float())
+    return frames_to_backbone(rigid, mask)  # [B, N, 4, 3] Å
+
+
+def sequence_nll(model: Any, state: FlowState, scored: Tensor, res_mask: Tensor, residue_index: Tensor,
+                 chain_index: Tensor, min_t: float) -> Tensor:
+    """[B] mean NLL (nats) of ``state.aatype`` at ``scored`` positions, those masked, structure at t=1."""
+    b = res_mask.shape[0]
+    tokens = torch.where(scored, torch.full_like(state.aatype, MASK_TOKEN), state.aatype)
+    one = torch.ones(b, device=res_mask.device)
+    t = {"trans": one, "rots": one, "aa": torch.full_like(one, max(min_t, 1e-3))}
+    with torch.inference_mode():
+        pred = model(FlowState(state.trans, state.rots, tokens), t, res_mask=res_mask,
+                     residue_index=residue_index, chain_index=chain_index)
+    logp = torch.log_softmax(pred.logits[..., :NUM_AA].float(), dim=-1)
+    target = state.aatype.clamp(max=NUM_AA - 1)
+    nll = -logp.gather(-1, target[..., None])[..., 0]
+    valid = scored & res_mask & (state.aatype < NUM_AA)
+    return (nll * valid).sum(-1) / valid.sum(-1).clamp(min=1)
+
+
+# --- building problems and chains ----------------------------------------------------------------
+def frames_from_chain(chain: ProteinChain, positions: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """CA positions [M, 3] Å and frame rotations [M, 3, 3] of residues (N, CA, C must be present)."""
+    x = torch.from_numpy(chain.atom_positions[list(positions)][:, [N_IDX, CA_IDX, C_IDX]]).double()
+    rigid = Rigid.from_backbone(x[:, 0], x[:, 1], x[:, 2])
+    return x[:, 1].float().numpy(), rigid.rots.float().numpy()
+
+
+def model_residue_index(chain: ProteinChain, positions: Sequence[int]) -> np.ndarray:
+    """Author numbers made strictly increasing across insertion codes (52, 52A, 52B -> 52, 53, 54; later +2)."""
+    nums = chain.residue_index[list(positions)]
+    icode = chain.insertion_code[list(positions)] != ""
+    return (nums + np.cumsum(icode)).astype(np.int64)
+
+
+def make_problem(name: str, aatype: np.ndarray, residue_index: np.ndarray, chain_index: np.ndarray,
+                 fixed_structure: np.ndarray, fixed_sequence: np.ndarray, designed: np.ndarray,
+                 trans: np.ndarray | None = None, rots: np.ndarray | None = None) -> Problem:
+    n = len(aatype)
+    trans = np.zeros((n, 3), np.float32) if trans is None else trans.astype(np.float32)
+    rots = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3)).copy() if rots is None else rots
+    example = ChainExample(name=name, aatype=np.asarray(aatype, np.int64), trans=trans, rots=rots.astype(np.float32),
+                           res_mask=np.ones(n, bool), residue_index=np.asarray(residue_index, np.int64),
+                           chain_index=np.asarray(chain_index, np.int64))
+    return Problem(example, np.asarray(fixed_structure, bool), np.asarray(fixed_sequence, bool), np.asarray(designed, bool))
+
+
+@dataclass(frozen=True)
+class Assembly:
+    """How a Sample becomes chains: per residue its output chain/numbering and, if fixed, its input atoms."""
+
+    chain_ids: tuple[str, ...]  # output chain id per chain_index value
+    chain_index: np.ndarray  # [N]
+    residue_index: np.ndarray  # [N] author numbering for the output
+    insertion_code: np.ndarray  # [N] str
+    source: tuple[tuple[ProteinChain, int] | None, ...]  # [N] input residue whose atoms are copied
+    full_atoms: np.ndarray  # [N] bool: copy side chains too (sequence kept)
+    shift: np.ndarray  # [3] Å added to generated coordinates (back to the input's frame)
+
+
+def assemble(sample: Sample, asm: Assembly, name: str) -> tuple[ProteinChain, ...]:
+    """Chains of one design: generated backbone + ideal CB; fixed residues with the input's atoms."""
+    bb = torch.from_numpy(sample.backbone + asm.shift[None, None].astype(np.float32))
+    pos37, mask37 = (a.numpy().copy() for a in backbone_to_atom37(bb, torch.from_numpy(sample.aatype)))
+    rebuild_cb = []
+    for i, src in enumerate(asm.source):
+        if src is None:
+            continue
+        chain, p = src
+        atoms, present = chain.atom_positions[p], chain.atom_mask[p]
+        if asm.full_atoms[i] and chain.aatype[p] == sample.aatype[i]:
+            pos37[i], mask37[i] = atoms, present
+            continue
+        slots = [s for s in (N_IDX, CA_IDX, C_IDX, O_IDX) if present[s]]
+        pos37[i, slots] = atoms[slots]
+        rebuild_cb.append(i)
+    if rebuild_cb:  # ideal CB on the input's N, CA, C for the (possibly new) identity
+        x = torch.from_numpy(pos37[rebuild_cb])
+        pos37[rebuild_cb, CB_IDX] = ideal_cb(x[:, N_IDX], x[:, CA_IDX], x[:, C_IDX]).numpy()
+        pos37[~mask37] = 0.0
+    bfac = np.zeros(len(sample.aatype), np.float32) if sample.confidence is None else 100.0 * sample.confidence
+    return _split(sample.aatype, pos37, mask37, bfac, asm, name)
+
+
+def _split(aatype: np.ndarray, pos37: np.ndarray, mask37: np.ndarray, bfac: np.ndarray, asm: Assembly,
+           name: str) -> tuple[ProteinChain, ...]:
+    chains = []
+    for c, cid in enumerate(asm.chain_ids):
+        sel = np.flatnonzero(asm.chain_index == c)
+        if sel.size:
+            chains.append(ProteinChain(
+                aatype=aatype[sel], atom_positions=pos37[sel], atom_mask=mask37[sel],
+                residue_index=asm.residue_index[sel], insertion_code=asm.insertion_code[sel],
+                b_factors=np.repeat(bfac[sel, None], NUM_ATOMS, axis=1), chain_id=cid, name=name,
+            ))
+    return tuple(chains)
+
+
+def trajectory_chains(sample: Sample, asm: Assembly, name: str) -> tuple[tuple[ProteinChain, ...], ...] | None:
+    """x_t at the saved steps as backbone-only chains (N, CA, C, O) with the final sequence."""
+    if sample.trajectory is None:
+        return None
+    n = len(sample.aatype)
+    mask37 = np.zeros((n, NUM_ATOMS), bool)
+    mask37[:, [N_IDX, CA_IDX, C_IDX, O_IDX]] = True
+    frames = []
+    for bb in sample.trajectory:
+        pos37 = np.zeros((n, NUM_ATOMS, 3), np.float32)
+        pos37[:, [N_IDX, CA_IDX, C_IDX, O_IDX]] = bb + asm.shift[None, None]
+        frames.append(_split(sample.aatype, pos37, mask37, np.zeros(n, np.float32), asm, name))
+    return tuple(frames)
+
+
+def chain_layout(lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Residue numbering 1..L per chain and chain index for chains of the given lengths."""
+    res = np.concatenate([np.arange(1, n + 1) for n in lengths]).astype(np.int64)
+    idx = np.concatenate([np.full(n, k) for k, n in enumerate(lengths)]).astype(np.int64)
+    return res, idx
+
+
+def fresh_assembly(lengths: Sequence[int]) -> Assembly:
+    res, idx = chain_layout(lengths)
+    n = len(res)
+    return Assembly(tuple(CHAIN_IDS[: len(lengths)]), idx, res, np.full(n, "", dtype="<U1"), (None,) * n,
+                    np.zeros(n, bool), np.zeros(3, np.float32))
+
+
+def _common(kw: dict[str, Any]) -> dict[str, Any]:
+    """The engine keywords a task passes through (anything else is a caller's typo)."""
+    keys = ("max_tokens", "batch_size", "save_trajectory", "trajectory_stride", "on_batch")
+    unknown = sorted(set(kw) - set(keys))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {unknown}; engine options are {list(keys)}")
+    return dict(kw)
+
+
+def _confidence_metrics(sample: Sample) -> dict[str, Any]:
+    return {"mean_plddt": None if sample.confidence is None else round(100.0 * float(sample.confidence.mean()), 2)}
+
+
+def _design(sample: Sample, asm: Assembly, name: str, task: str, metrics: dict[str, Any],
+            designed: np.ndarray, motif: np.ndarray | None = None) -> Design:
+    return Design(
+        name=name, chains=assemble(sample, asm, name), task=task, metrics=metrics, designed=designed.copy(),
+        motif=None if motif is None else motif.copy(),
+        confidence=None if sample.confidence is None else 100.0 * sample.confidence,
+        trajectory=trajectory_chains(sample, asm, name),
+    )
+
+
+# --- unconditional co-design (optionally around a partial sequence) -------------------------------
+def codesign(loaded: Any, solver_config: SolverConfig, lengths: int | str | Sequence[int] | None = None,
+             num_samples: int = 1, *, partial_sequence: str | None = None, seed: int = 0, allow_long: bool = False,
+             name: str = "codesign", **engine: Any) -> DesignSet:
+    """Structure and sequence together for each length (``num_samples`` each), or around a partial sequence."""
+    if num_samples < 1:
+        raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+    if partial_sequence is not None:
+        chain_lengths, tokens, fixed = parse_partial(partial_sequence)
+        if lengths is not None and parse_lengths(lengths) != [len(tokens)]:
+            raise ConfigError(f"lengths {lengths!r} disagree with the partial sequence of {len(tokens)} residues; give one")
+        layouts = [(chain_lengths, tokens, fixed)]
+    elif lengths is None:
+        raise ConfigError("give lengths (e.g. 100, [80, 100] or '70-150:10') or a partial sequence")
+    else:
+        layouts = [([n], np.full(max(n, 0), UNK_TOKEN), np.zeros(max(n, 0), bool)) for n in parse_lengths(lengths)]
+    for chain_lengths, _, _ in layouts:
+        check_length(sum(chain_lengths), "co-design", allow_long)
+    problems, meta, counts = [], [], {}
+    for chain_lengths, tokens, fixed in layouts:
+        res, idx = chain_layout(chain_lengths)
+        problem = make_problem(name, tokens, res, idx, np.zeros(len(tokens), bool), fixed, ~fixed)
+        for _ in range(num_samples):
+            k = counts[len(tokens)] = counts.get(len(tokens), -1) + 1
+            problems.append(problem)
+            meta.append((chain_lengths, f"{name}_{len(tokens)}_{k}"))
+    samples = run_problems(loaded, solver_config, problems, seed=seed, **_common(engine))
+    designs = []
+    for problem, sample, (chain_lengths, design_name) in zip(problems, samples, meta):
+        metrics = {"length": problem.length, "score": round(sample.score, 4), **_confidence_metrics(sample)}
+        designs.append(_design(sample, fresh_assembly(chain_lengths), design_name, "codesign", metrics, problem.designed))
+    report = {"partial_sequence": partial_sequence, "lengths": sorted({p.length for p in problems})}
+    return DesignSet("codesign", tuple(designs), report=report)
+
+
+# --- forward folding --------------------------------------------------------------------------------
+def fold(loaded: Any, solver_config: SolverConfig, sequences: str | Sequence[str] | Sequence[tuple[str, str]],
+         num_samples: int = 1, *, seed: int = 0, allow_long: bool = False, **engine: Any) -> DesignSet:
+    """Structures for fixed sequences (chains separated by '/' or ':'); the sequence is never changed."""
+    if num_samples < 1:
+        raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+    records = [sequences] if isinstance(sequences, str) else list(sequences)
+    if not records:
+        raise BadSequenceError("no sequences to fold")
+    named = [(f"seq{i + 1}", r) if isinstance(r, str) else (safe_name(r[0]) or f"seq{i + 1}", r[1])
+             for i, r in enumerate(records)]
+    named = unique_names(named)
+    problems, meta = [], []
+    for name, seq in named:
+        parts = split_chains(seq)
+        tokens = np.concatenate([tokens_for(p, f"sequence {name!r}") for p in parts])
+        check_length(len(tokens), f"sequence {name!r}", allow_long)
+        res, idx = chain_layout([len(p) for p in parts])
+        n = len(tokens)
+        problem = make_problem(name, tokens, res, idx, np.zeros(n, bool), np.ones(n, bool), np.zeros(n, bool))
+        for k in range(num_samples):
+            problems.append(problem)
+            meta.append(([len(p) for p in parts], name if num_samples == 1 else f"{name}_{k}"))
+    samples = run_problems(loaded, solver_config, problems, seed=seed, **_common(engine))
+    designs = []
+    for problem, sample, (chain_lengths, name) in zip(problems, samples, meta):
+        metrics = {"length": problem.length, "score": round(sample.score, 4), **_confidence_metrics(sample)}
+        designs.append(_design(sample, fresh_assembly(chain_lengths), name, "fold", metrics, problem.designed))
+    has_conf = samples[0].confidence is not None
+    report = {"confidence": "model confidence x 100 in the B-factor column" if has_conf else
+              "not available (the model has no confidence head): B-factors are 0 and mean_plddt is empty"}
+    return DesignSet("fold", tuple(designs), report=report)
+
+
+# --- inverse folding ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class InverseSelection:
+    """Which residues of each input chain are designed, and which are kept in the model input."""
+
+    designed: tuple[np.ndarray, ...]  # per chain [L] bool
+    kept: tuple[np.ndarray, ...]  # per chain [L] bool, N/CA/C present
+    designed_chains: tuple[str, ...]
+    report: dict[str, Any]
+
+
+def select_inverse(chains: Sequence[ProteinChain], chains_to_design: Any = None, fixed_residues: Any = None,
+                   redesigned_residues: Any = None) -> InverseSelection:
+    """Resolve LigandMPNN-style selections (exact labels; unknown or overlapping ones raise ConfigError)."""
+    explicit = parse_chain_ids(chains_to_design, chains, "--chains_to_design")
+    design_ids = explicit or [c.chain_id for c in chains]
+    fixed = resolve_residues(fixed_residues, chains, "--fixed_residues")
+    redesigned = resolve_residues(redesigned_residues, chains, "--redesigned_residues")
+    overlap = [r.label for r in fixed if r.label in {x.label for x in redesigned}]
+    if overlap:
+        raise ConfigError(f"--fixed_residues and --redesigned_residues overlap at {format_labels(overlap, 10)}; "
+                          "a residue is either fixed or redesigned")
+    designed = [np.zeros(c.length, bool) for c in chains]
+    if redesigned:
+        outside = [r.label for r in redesigned if chains[r.chain].chain_id not in design_ids]
+        if outside:
+            raise ConfigError(f"--redesigned_residues {format_labels(outside, 10)} lie in chains that "
+                              f"--chains_to_design ({','.join(design_ids)}) leaves fixed")
+        for r in redesigned:
+            designed[r.chain][r.position] = True
+    else:
+        for k, c in enumerate(chains):
+            designed[k][:] = c.chain_id in design_ids
+        for r in fixed:
+            designed[r.chain][r.position] = False
+    kept = [c.backbone_mask.copy() for c in chains]
+    no_bb = [r.label for r in redesigned if not kept[r.chain][r.position]]
+    if no_bb:
+        raise ConfigError(f"--redesigned_residues {format_labels(no_bb, 10)} lack N, CA or C atoms and cannot be designed")
+    labels = [c.residue_labels() for c in chains]
+    dropped = [lab for k in range(len(chains)) for lab, ok in zip(labels[k], kept[k]) if not ok]
+    designed = [d & m for d, m in zip(designed, kept)]
+    if not any(d.any() for d in designed):
+        raise ConfigError("nothing to design: every residue of the designed chains is fixed or lacks backbone atoms")
+    pick = lambda masks: [lab for k in range(len(chains)) for lab, on in zip(labels[k], masks[k]) if on]  # noqa: E731
+    in_design = [np.full(c.length, c.chain_id in design_ids) & kept[k] & ~designed[k] for k, c in enumerate(chains)]
+    unknown = [lab for k, c in enumerate(chains) for lab, on, aa in zip(labels[k], kept[k] & ~designed[k], c.aatype)
+               if on and aa == UNK_TOKEN]
+    report = {
+        "designed_chains": [c.chain_id for c in chains if c.chain_id in design_ids],
+        "fixed_chains": [c.chain_id for c in chains if c.chain_id not in design_ids],
+        "designed_residues": pick(designed),
+        "fixed_residues": pick(in_design),
+        "dropped_residues": dropped,
+        "unknown_fixed_residues": unknown,
+        "notes": [],
+    }
+    if dropped:
+        report["notes"].append(f"{len(dropped)} residue(s) lack N, CA or C and are left out of the model input and of "
+                               f"every output (PDB and FASTA): {format_labels(dropped, 20)}")
+    if unknown:
+        report["notes"].append(f"{len(unknown)} fixed residue(s) have an unknown identity and stay 'X' in the output: "
+                               f"{format_labels(unknown, 20)}")
+    return InverseSelection(tuple(designed), tuple(kept), tuple(report["designed_chains"]), report)
+
+
+def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[ProteinChain], *,
+                 chains_to_design: Any = None, fixed_residues: Any = None, redesigned_residues: Any = None,
+                 bias_aa: Any = None, omit_aa: Any = None, number_of_batches: int = 1, batch_size: int = 1,
+                 num_sequences: int | None = None, seed: int = 0, name: str | None = None, allow_long: bool = False,
+                 **engine: Any) -> DesignSet:
+    """Sequences for a fixed backbone; chains not designed stay as context (structure and sequence).
+
+    ``number_of_batches`` x ``batch_size`` sequences, or exactly ``num_sequences`` in batches of
+    ``batch_size`` (ProteinMPNN's ``--num_seq_per_target``; the last batch may be smaller).
+    """
+    chains = list(chains)
+    if not chains:
+        raise ConfigError("inverse folding needs at least one chain")
+    if number_of_batches < 1 or batch_size < 1 or (num_sequences is not None and num_sequences < 1):
+        raise ConfigError(f"number_of_batches, batch_size and num_sequences must be >= 1, got {number_of_batches}, "
+                          f"{batch_size}, {num_sequences}")
+    name = safe_name(name or chains[0].name) or "input"
+    sel = select_inverse(chains, chains_to_design, fixed_residues, redesigned_residues)
+    bias = parse_bias(bias_aa, omit_aa)
+    present = [k for k in range(len(chains)) if sel.kept[k].any()]
+    pos = {k: np.flatnonzero(sel.kept[k]) for k in present}
+    total = sum(len(p) for p in pos.values())
+    check_length(total, f"structure {name}", allow_long)
+    frames = [frames_from_chain(chains[k], pos[k]) for k in present]
+    aatype = np.concatenate([chains[k].aatype[pos[k]] for k in present])
+    designed = np.concatenate([sel.designed[k][pos[k]] for k in present])
+    res = np.concatenate([model_residue_index(chains[k], pos[k]) for k in present])
+    idx = np.concatenate([np.full(len(pos[k]), j) for j, k in enumerate(present)])
+    trans, rots = np.concatenate([f[0] for f in frames]), np.concatenate([f[1] for f in frames])
+    problem = make_problem(name, aatype, res, idx, np.ones(total, bool), ~designed, designed, trans, rots)
+    asm = Assembly(
+        chain_ids=tuple(chains[k].chain_id for k in present), chain_index=idx,
+        residue_index=np.concatenate([chains[k].residue_index[pos[k]] for k in present]),
+        insertion_code=np.concatenate([chains[k].insertion_code[pos[k]] for k in present]),
+        source=tuple((chains[k], int(p)) for k in present for p in pos[k]), full_atoms=~designed,
+        shift=trans.mean(0),
+    )
+    problems = [problem] * (num_sequences or number_of_batches * batch_size)
+    samples = run_problems(loaded, solver_config, problems, seed=seed, bias=bias, batch_size=batch_size,
+                           **_common(engine))
+    native_known = designed & (aatype != UNK_TOKEN)
+    native_score = _native_score(loaded, problem, solver_config.min_t)
+    designs = []
+    for i, sample in enumerate(samples):
+        rec = float((sample.aatype[native_known] == aatype[native_known]).mean()) if native_known.any() else None
+        metrics = {"id": i + 1, "batch": i // batch_size + 1, "score": round(sample.score, 4),
+                   "seq_rec": None if rec is None else round(rec, 4), "designed": int(designed.sum()),
+                   **_confidence_metrics(sample)}
+        designs.append(_design(sample, asm, f"{name}_{i + 1}", "inverse_fold", metrics, designed))
+    native_chains = tuple(chains[k].select(sel.kept[k]) for k in present)
+    native = Design(name=name, chains=native_chains, task="native", metrics={"score": round(native_score, 4)},
+                    designed=designed.copy())
+    report = {"target": name, **sel.report, "bias_AA": None if bias is None else {a: float(b) for a, b in zip(RESTYPES, bias) if b}}
+    return DesignSet("inverse_fold", tuple(designs), native=native, report=report)
+
+
+def _native_score(loaded: Any, problem: Problem, min_t: float) -> float:
+    device = model_device(loaded)
+    batch = collate([problem.example]).to(device)
+    designed = torch.from_numpy(problem.designed)[None].to(device)
+    cond = Conditioning.from_batch(batch, batch.res_mask, ~designed)
+    state = FlowState(cond.trans_1, cond.rots_1, cond.aatype_1)
+    return float(sequence_nll(loaded.model, state, designed, batch.res_mask, batch.residue_index,
+                              batch.chain_index, min_t)[0])
+
+
+# --- motif scaffolding -------------------------------------------------------------------------------
+def scaffold(loaded: Any, solver_config: SolverConfig, chains: Sequence[ProteinChain], contigs: str | Sequence[str],
+             num_designs: int = 1, *, keep_motif_sequence: bool = False, length: Any = None, seed: int = 0,
+             allow_long: bool = False, name: str | None = None, **engine: Any) -> DesignSet:
+    """Scaffolds around input motifs laid out by an RFdiffusion contig string; motif structure held exactly."""
+    if num_designs < 1:
+        raise ConfigError(f"num_designs must be >= 1, got {num_designs}")
+    chains = list(chains)
+    name = safe_name(name or (chains[0].name if chains else "")) or "scaffold"
+    spec = parse_contigs(contigs)
+    motifs = resolve_motifs(spec, chains)
+    seen: dict[str, str] = {}
+    for text, refs in motifs.items():
+        for r in refs:
+            if seen.setdefault(r.label, text) != text:
+                raise ConfigError(f"contig segments {seen[r.label]} and {text} both take residue {r.label}")
+    rng = np.random.default_rng(seed)
+    layouts = [sample_layout(spec, motifs, rng, parse_length_range(length)) for _ in range(num_designs)]
+    for layout in layouts:
+        check_length(layout.length, f"contig {spec.text!r}", allow_long)
+    built = [_scaffold_problem(layout, chains, keep_motif_sequence, name) for layout in layouts]
+    samples = run_problems(loaded, solver_config, [b[0] for b in built], seed=seed, **_common(engine))
+    designs = []
+    for d, (layout, (problem, asm), sample) in enumerate(zip(layouts, built, samples)):
+        motif = problem.fixed_structure
+        ca_rmsd, bb_rmsd = motif_rmsd(sample, asm, motif)
+        metrics = {"length": layout.length, "contig": layout.describe(), "motif_ca_rmsd": round(ca_rmsd, 4),
+                   "motif_bb_rmsd": round(bb_rmsd, 4), "score": round(sample.score, 4), **_confidence_metrics(sample)}
+        designs.append(_design(sample, asm, f"{name}_{d}", "scaffold", metrics, problem.designed, motif))
+    report = {"target": name, "contigs": spec.text, "motif_residues": {k: [r.label for r in v] for k, v in motifs.items()},
+              "keep_motif_sequence": keep_motif_sequence,
+              "motif_rmsd": "model backbone (frames -> N, CA, C) vs the input motif after superposition on the "
+                            "motif; the written PDB carries the input's own motif atoms"}
+    return DesignSet("scaffold", tuple(designs), report=report)
+
+
+def _scaffold_problem(layout: ContigLayout, chains: Sequence[ProteinChain], keep_seq: bool,
+                      name: str) -> tuple[Problem, Assembly]:
+    aatype, fixed_s, fixed_a, source = [], [], [], []
+    trans, rots = [], []
+    lengths = []
+    for segments in layout.chains:
+        lengths.append(0)
+        for seg in segments:
+            if isinstance(seg, int):
+                aatype += [UNK_TOKEN] * seg
+                fixed_s += [False] * seg
+                fixed_a += [False] * seg
+                source += [None] * seg
+                trans.append(np.zeros((seg, 3), np.float32))
+                rots.append(np.broadcast_to(np.eye(3, dtype=np.float32), (seg, 3, 3)))
+                lengths[-1] += seg
+                continue
+            for r in seg:
+                chain = chains[r.chain]
+                aa = int(chain.aatype[r.position])
+                aatype.append(aa if keep_seq else UNK_TOKEN)
+                fixed_s.append(True)
+                fixed_a.append(keep_seq and aa != UNK_TOKEN)
+                source.append((chain, r.position))
+            ca, rot = zip(*(frames_from_chain(chains[r.chain], [r.position]) for r in seg))
+            trans.append(np.concatenate(ca))
+            rots.append(np.concatenate(rot))
+            lengths[-1] += len(seg)
+    res, idx = chain_layout(lengths)
+    fixed_s, fixed_a = np.array(fixed_s), np.array(fixed_a)
+    trans_all = np.concatenate(trans)
+    problem = make_problem(name, np.array(aatype), res, idx, fixed_s, fixed_a, ~fixed_a, trans_all,
+                           np.concatenate(rots))
+    asm = replace(fresh_assembly(lengths), source=tuple(source), full_atoms=fixed_a,
+                  shift=trans_all[fixed_s].mean(0))
+    return problem, asm
+
+
+def motif_rmsd(sample: Sample, asm: Assembly, motif: np.ndarray) -> tuple[float, float]:
+    """CA and backbone (N, CA, C) RMSD, Å, of the sampled motif residues to the input after superposition."""
+    idx = np.flatnonzero(motif)
+    target = np.stack([asm.source[i][0].atom_positions[asm.source[i][1]][[N_IDX, CA_IDX, C_IDX]] for i in idx])
+    mobile = sample.backbone[idx][:, :3]  # N, CA, C
+    t, m = torch.from_numpy(target).double(), torch.from_numpy(mobile).double()
+    ca = float(aligned_rmsd(m[:, 1], t[:, 1]))
+    bb = float(aligned_rmsd(m.reshape(-1, 3), t.reshape(-1, 3)))
+    return ca, bb

@@ -1,0 +1,111 @@
+"""The Python API: loading weights, typed records, settings, and the run folder written by save()."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+
+import pytest
+import yaml
+
+import multiflow.api as api
+from multiflow import __version__
+from multiflow.data.io import read_fasta, read_structure
+from multiflow.errors import ConfigError, MissingWeightsError
+from multiflow.sampling.outputs import Design, DesignSet, check_out_folder
+
+
+def test_missing_default_weights_say_where_to_put_them(monkeypatch, tmp_path):
+    monkeypatch.setattr(api, "DEFAULT_CHECKPOINT", tmp_path / "assets" / "models" / "cpu_small.pt")
+    with pytest.raises(MissingWeightsError, match="cpu_small.pt is not there yet.*--checkpoint"):
+        api.load_model()
+    with pytest.raises(MissingWeightsError, match="not found"):
+        api.load_model(tmp_path / "nope.pt")
+    with pytest.raises(ConfigError, match="--device must be"):
+        api.load_model(tmp_path / "nope.pt", device="tpu")
+
+
+def test_settings_file_matches_the_dataclass():
+    path = api._config_dir() / "sampling" / "default.yaml"
+    values = yaml.safe_load(path.read_text())
+    defaults = {f.name: f.default for f in dataclasses.fields(api.SamplingSettings)}
+    assert values == defaults
+    assert all("#" in line for line in path.read_text().splitlines() if ":" in line and not line.startswith("#"))
+
+
+def test_settings_overrides():
+    s = api.SamplingSettings.from_config(["num_steps=7", "sampling.eta=0.5", "sampling_temp=0.3", "purity=true"])
+    assert (s.num_steps, s.eta, s.temperature, s.purity) == (7, 0.5, 0.3, True)
+    assert api.SamplingSettings.from_config(["num_timesteps=9"]).num_steps == 9
+    assert s.replace(temperature=1.0, num_steps=None).temperature == 1.0
+    for bad, match in [(["steps=3"], "unknown sampling setting"), (["num_steps"], "expected key=value"),
+                       (["num_steps=abc"], "cannot use 'abc'"), (["num_steps=0"], "must be >= 1"),
+                       (["eta=-1"], "must be >= 0"), (["purity=maybe"], "cannot use")]:
+        with pytest.raises(ConfigError, match=match):
+            api.SamplingSettings.from_config(bad)
+    assert api.SamplingSettings(self_condition=None).solver_config(True).self_condition is True
+    assert api.SamplingSettings(self_condition=False).solver_config(True).self_condition is False
+
+
+def test_generate_returns_typed_records(design_model, tmp_path):
+    res = design_model.generate([10, 12], num_samples=2, seed=3)
+    assert isinstance(res, DesignSet) and len(res) == 4 and isinstance(res[0], Design)
+    assert res.settings["seed"] == 3 and res.settings["num_steps"] == 5
+    d = res[1]
+    pdb, cif = d.to_pdb(tmp_path / "d.pdb"), d.to_mmcif(tmp_path / "d.cif")
+    for path in (pdb, cif):
+        back = read_structure(path)
+        assert "/".join(c.sequence for c in back) == d.sequence
+    assert Design.from_pdb(pdb).sequence == d.sequence
+    again = design_model.generate([10, 12], num_samples=2, seed=3)
+    assert [x.sequence for x in again] == [x.sequence for x in res]
+    assert "seed" in design_model.generate(6).settings  # a random seed is drawn and recorded
+    with pytest.raises(ConfigError, match="unknown sampling setting"):
+        design_model.generate(6, steps=3)
+
+
+def test_save_writes_a_complete_run_folder(design_model, toy_pdb, tmp_path):
+    res = design_model.inverse_fold(toy_pdb, chains_to_design="A", fixed_residues="A7", batch_size=2,
+                                    number_of_batches=2, seed=11, temperature=0.2)
+    out = design_model.save(res, tmp_path / "run", command=["multiflow", "inverse-fold"])
+    assert (out / "DONE").is_file() and not list(tmp_path.glob(".run.partial*"))
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete" and info["seed"] == 11 and info["package_version"] == __version__
+    assert info["checkpoint"]["sha256"] == design_model.loaded.sha256 and info["checkpoint"]["path"].endswith("tiny.pt")
+    assert info["settings"]["temperature"] == 0.2 and info["command"] == ["multiflow", "inverse-fold"]
+    assert info["report"]["fixed_residues"] == ["A7"] and info["report"]["dropped_residues"] == ["A77"]
+    records = read_fasta(out / "seqs" / "toy.fa")
+    assert len(records) == 5 and records[0][1] == res.native.sequence
+    assert records[0][0].startswith("toy, score=") and "designed_chains=['A']" in records[0][0]
+    assert records[1][0].startswith("toy_1, id=1, T=0.2, seed=11, score=") and ", seq_rec=" in records[1][0]
+    assert ", model=tiny@" in records[1][0] and records[1][1] == res[0].sequence and "/" in records[1][1]
+    rows = list(csv.DictReader((out / "designs.csv").open()))
+    assert [r["name"] for r in rows] == ["toy_1", "toy_2", "toy_3", "toy_4"]
+    for row, d in zip(rows, res):
+        assert row["sequence"] == d.sequence and float(row["seq_rec"]) == pytest.approx(d.metrics["seq_rec"], abs=1e-4)
+        assert "/".join(c.sequence for c in read_structure(out / row["structure"])) == d.sequence
+    with pytest.raises(ConfigError, match="not empty; choose a new folder or pass --overwrite"):
+        design_model.save(res, out)
+    design_model.save(res, out, overwrite=True, mmcif=True)
+    assert sorted(p.suffix for p in (out / "structures").iterdir()) == [".cif"] * 4
+
+
+def test_save_trajectory_and_scaffold(design_model, toy_pdb, tmp_path):
+    res = design_model.scaffold(str(toy_pdb), "4/A2-6/4", num_designs=2, seed=1, save_trajectory=True,
+                                trajectory_stride=2)
+    out = design_model.save(res, tmp_path / "sc")
+    traj = out / "trajectories" / f"{res[0].name}_traj.pdb"
+    text = traj.read_text()
+    assert text.count("MODEL") == 4  # steps 0, 2, 4 and the final state
+    rows = list(csv.DictReader((out / "designs.csv").open()))
+    assert rows[0]["contig"] == res[0].metrics["contig"] and float(rows[0]["motif_ca_rmsd"]) < 1e-3
+
+
+def test_out_folder_guard(tmp_path):
+    (tmp_path / "stuff").mkdir()
+    (tmp_path / "stuff" / "precious.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not a multiflow run folder"):
+        check_out_folder(tmp_path / "stuff", overwrite=True)
+    with pytest.raises(ConfigError, match="parent folder"):
+        check_out_folder(tmp_path / "a" / "b")

@@ -1,0 +1,128 @@
+"""The design subcommands: --help, end-to-end runs, and bad input -> exit code 2 with a named problem."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from multiflow import cli
+from multiflow.data.io import read_fasta, read_structure
+from multiflow.sampling.commands import NAMES, run_subcommand
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_help(name, capsys):
+    assert cli.main([name, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert f"multiflow {name}" in out and "--checkpoint" in out and "--out_folder" in out and "key=value" in out
+    if name == "inverse-fold":
+        for flag in ("--pdb_path", "--chains_to_design", "--fixed_residues", "--redesigned_residues", "--bias_AA",
+                     "--omit_AA", "--sampling_temp", "--number_of_batches", "--num_seq_per_target"):
+            assert flag in out
+
+
+def test_usage_error_exits_2(capsys):
+    assert run_subcommand("scaffold", ["--contigs", "5/A1-3/5"]) == 2  # --pdb_path missing
+    assert "required" in capsys.readouterr().err
+
+
+def _run(name, argv, tmp_path, ckpt, capsys):
+    out = tmp_path / "run"
+    code = run_subcommand(name, [*argv, "--checkpoint", str(ckpt), "--out_folder", str(out), "--seed", "3",
+                                 "num_steps=4"])
+    captured = capsys.readouterr()
+    return code, out, captured
+
+
+def test_sample_end_to_end(tmp_path, tiny_checkpoint, capsys):
+    code, out, cap = _run("sample", ["--lengths", "8-10:2", "--num_samples", "2", "--save_trajectory"], tmp_path,
+                          tiny_checkpoint, capsys)
+    assert code == 0, cap.err
+    rows = list(csv.DictReader((out / "designs.csv").open()))
+    assert [r["length"] for r in rows] == ["8", "8", "10", "10"]
+    assert len(read_fasta(out / "seqs" / "codesign.fa")) == 4
+    assert read_structure(out / rows[0]["structure"])[0].sequence == rows[0]["sequence"]
+    assert (out / rows[0]["trajectory"]).is_file()
+    info = json.loads((out / "run.json").read_text())
+    assert info["settings"]["num_steps"] == 4 and info["command"][:2] == ["multiflow", "sample"]
+    assert "codesign" in cap.out  # summary table
+
+
+def test_inverse_fold_end_to_end(tmp_path, tiny_checkpoint, toy_pdb, capsys):
+    argv = ["--pdb_path", str(toy_pdb), "--chains_to_design", "A", "--fixed_residues", "A7 A10A",
+            "--num_seq_per_target", "3", "--batch_size", "2", "--sampling_temp", "0.2", "--omit_AA", "CX"]
+    code, out, cap = _run("inverse-fold", argv, tmp_path, tiny_checkpoint, capsys)
+    assert code == 0, cap.err
+    assert "designed chains: A" in cap.out and "context chains (fixed): B" in cap.out
+    assert "fixed residues in designed chains (2): A7 A10A" in cap.out
+    assert "A77" in cap.out  # the residue without backbone is reported as dropped
+    records = read_fasta(out / "seqs" / "toy.fa")
+    assert len(records) == 4 and "T=0.2" in records[1][0] and "seq_rec=" in records[1][0]
+    assert all("C" not in seq.split("/")[0] for _, seq in records[1:])  # --omit_AA C
+
+
+def test_fold_and_scaffold_end_to_end(tmp_path, tiny_checkpoint, toy_pdb, capsys):
+    fasta = tmp_path / "in.fa"
+    fasta.write_text(">one\nMKTAYIAKQR\n>two\nGSPEEL/LKKAEE\n")
+    code, out, cap = _run("fold", ["--fasta_path", str(fasta)], tmp_path, tiny_checkpoint, capsys)
+    assert code == 0, cap.err
+    assert [s for _, s in read_fasta(out / "seqs" / "fold.fa")] == ["MKTAYIAKQR", "GSPEEL/LKKAEE"]
+    (tmp_path / "sc").mkdir()
+    code, out, cap = _run("scaffold", ["--pdb_path", str(toy_pdb), "--contigs", "3-5/A2-6/3", "--num_designs", "2",
+                                       "--keep_motif_sequence"], tmp_path / "sc", tiny_checkpoint, capsys)
+    assert code == 0, cap.err
+    assert "motif A2-6: 5 residues (A2..A6)" in cap.out
+    rows = list(csv.DictReader((out / "designs.csv").open()))
+    assert len(rows) == 2 and all(r["sequence"][int(r["contig"].split("/")[0]):][:5] == "KTAYI" for r in rows)
+
+
+@pytest.mark.parametrize("name,argv,match", [
+    ("inverse-fold", ["--chains_to_design", "C"], "chain(s) C not in the structure"),
+    ("inverse-fold", ["--fixed_residues", "A7 A7B"], "A7B not found"),
+    ("inverse-fold", ["--fixed_residues", "A7", "--redesigned_residues", "A7"], "overlap at A7"),
+    ("inverse-fold", ["--num_seq_per_target", "4", "--number_of_batches", "2"], "not both"),
+    ("inverse-fold", ["--bias_AA", "A:x"], "LETTER:VALUE"),
+    ("scaffold", ["--contigs", "5/A30-40/5"], "A30, A40 not in the structure"),
+    ("scaffold", ["--contigs", "5/A11-71/5"], "absent from the structure"),
+    ("sample", ["--lengths", "0"], "length must be >= 1"),
+    ("sample", ["--lengths", "2500"], "exceeds 2000 residues; pass --allow_long"),
+    ("sample", [], "give --lengths"),
+    ("sample", ["--lengths", "10", "--num_steps", "3", "num_steps=4"], "given both as a flag and as key=value"),
+    ("sample", ["--lengths", "10", "bogus=1"], "unknown sampling setting"),
+    ("sample", ["--lengths", "10", "--device", "cuda"], "CUDA is not available"),
+    ("fold", ["--sequence", "MKVJ"], "'J' at 4"),
+    ("fold", [], "give --fasta_path or --sequence"),
+])
+def test_bad_input_exits_2_with_a_specific_message(name, argv, match, tmp_path, tiny_checkpoint, toy_pdb, capsys):
+    if name in ("inverse-fold", "scaffold"):
+        argv = ["--pdb_path", str(toy_pdb), *argv]
+    if name == "scaffold" and "--contigs" not in argv:
+        argv = [*argv, "--contigs", "5/A2-4/5"]
+    out = tmp_path / "out"
+    code = run_subcommand(name, [*argv, "--checkpoint", str(tiny_checkpoint), "--out_folder", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and match in err, err
+    assert not out.exists() and not list(tmp_path.glob(".out.partial*"))
+
+
+def test_unreadable_and_missing_files(tmp_path, tiny_checkpoint, capsys):
+    garbage = tmp_path / "garbage.pdb"
+    garbage.write_bytes(b"\x00\x01 not a structure")
+    for path, match in [(garbage, "garbage.pdb"), (tmp_path / "missing.pdb", "missing.pdb")]:
+        code = run_subcommand("inverse-fold", ["--pdb_path", str(path), "--checkpoint", str(tiny_checkpoint),
+                                               "--out_folder", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and match in err
+    code = run_subcommand("sample", ["--lengths", "5", "--checkpoint", str(tmp_path / "none.pt"),
+                                     "--out_folder", str(tmp_path / "o")])
+    assert code == 2 and "none.pt not found" in capsys.readouterr().err
+
+
+def test_existing_out_folder_is_not_clobbered(tmp_path, tiny_checkpoint, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    code = run_subcommand("sample", ["--lengths", "5", "--checkpoint", str(tiny_checkpoint), "--out_folder", str(out)])
+    assert code == 2 and "--overwrite" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
