@@ -29,21 +29,24 @@ MANAGED = ("metadata.csv", "failures.tsv", "options.json", JOURNAL_DIR, "example
 
 
 class Journal:
-    """This run's append-only journal file."""
+    """This run's append-only journal file, created at the first record (a no-op run leaves none)."""
 
     def __init__(self, out: Path) -> None:
-        folder = out / JOURNAL_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        numbers = [int(p.name.split("-")[0]) for p in folder.glob("*.jsonl") if p.name.split("-")[0].isdigit()]
-        self.path = folder / f"{max(numbers, default=0) + 1:05d}-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
-        self._handle = open(self.path, "a", encoding="utf-8")
+        self.folder = out / JOURNAL_DIR
+        self._handle = None
 
     def append(self, result: SourceResult) -> None:
+        if self._handle is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            names = [p.name.split("-")[0] for p in self.folder.glob("*.jsonl")]
+            number = max((int(n) for n in names if n.isdigit()), default=0) + 1
+            path = self.folder / f"{number:05d}-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
+            self._handle = open(path, "a", encoding="utf-8")
         self._handle.write(json.dumps(asdict(result), separators=(",", ":")) + "\n")
         self._handle.flush()  # survives the process being killed; fsync at close for power loss
 
     def close(self) -> None:
-        if not self._handle.closed:
+        if self._handle is not None and not self._handle.closed:
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self._handle.close()

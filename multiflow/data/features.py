@@ -13,6 +13,7 @@ import biotite.structure as struc
 
 from multiflow.constants import C_IDX, CA_IDX, N_IDX
 from multiflow.data.chain import ProteinChain
+from multiflow.geometry.rigid import Rigid
 
 SS_LETTERS: str = "HEC"
 """Secondary-structure classes by code: 0 = helix (H), 1 = strand (E), 2 = coil (C)."""
@@ -62,8 +63,6 @@ def chain_to_features(chain: ProteinChain) -> dict[str, np.ndarray]:
 
 def _frames(atoms: np.ndarray) -> np.ndarray:
     """Rotations [M, 3, 3] of residues whose N, CA, C are present (atom37 positions [M, 37, 3])."""
-    from multiflow.geometry.rigid import Rigid
-
     xyz = torch.from_numpy(np.ascontiguousarray(atoms[:, [N_IDX, CA_IDX, C_IDX]], dtype=np.float64))  # [M, 3, 3]
     rigid = Rigid.from_backbone(xyz[:, 0], xyz[:, 1], xyz[:, 2])
     return rigid.rots.numpy().astype(np.float32)
