@@ -37,6 +37,10 @@ SNAPSHOT_SECONDS = 60.0
 """How often the snapshot files are rewritten during a long run."""
 
 
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="multiflow-preprocess", description="Turn PDB/mmCIF files into processed training chains.",
@@ -57,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=None, help="fraction of clusters for val (with --cluster-file)")
     p.add_argument("--test-fraction", type=float, default=None, help="fraction of clusters for test")
     p.add_argument("--seed", type=int, default=None, help="seed of the cluster split (default 0)")
-    p.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="worker processes")
+    p.add_argument("--workers", type=int, default=_cpu_count(), help="worker processes")
     p.add_argument("--overwrite", action="store_true", help="delete earlier outputs in --out and start over")
     p.add_argument("--retry-failed", action="store_true", help="redo sources that failed in an earlier run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
