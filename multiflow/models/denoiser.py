@@ -49,6 +49,8 @@ class DenoiserInput:
     chain_index: Tensor | None = None  # [B, N] int64 chain ids (multi-chain), optional
     self_cond_trans: Tensor | None = None  # [B, N, 3] previous predicted translations, nm
     self_cond_aa: Tensor | None = None  # [B, N, 20] previous predicted aa probabilities
+    fixed_structure: Tensor | None = None  # [B, N] bool, frame given as data (motif, inverse folding)
+    fixed_sequence: Tensor | None = None  # [B, N] bool, token given as data (motif, forward folding)
 
     def __post_init__(self) -> None:
         if not isinstance(self.frames, Rigid):
@@ -66,6 +68,8 @@ class DenoiserInput:
             "chain_index": (self.chain_index, (B, N)),
             "self_cond_trans": (self.self_cond_trans, (B, N, 3)),
             "self_cond_aa": (self.self_cond_aa, (B, N, NUM_AA)),
+            "fixed_structure": (self.fixed_structure, (B, N)),
+            "fixed_sequence": (self.fixed_sequence, (B, N)),
         }
         for name, (value, shape) in expected.items():
             if value is not None and tuple(value.shape) != shape:
@@ -166,7 +170,8 @@ class Denoiser(nn.Module):
             sc_trans = (inp.self_cond_trans.to(dtype) - centre) * m  # [B, N, 3]
         sc_aa = inp.self_cond_aa if cfg.self_condition else None
         graph = self.build_graph(trans, mask, inp.chain_index, sc_trans)
-        s = self.node_embedder(inp.aatype, (inp.t_trans, inp.t_rots, inp.t_aa), inp.residue_index, mask, sc_aa)
+        fixed = _fixed_flags(inp, dtype)
+        s = self.node_embedder(inp.aatype, (inp.t_trans, inp.t_rots, inp.t_aa), inp.residue_index, mask, sc_aa, fixed)
         z = self.edge_embedder(s, rots, trans, sc_trans, inp.residue_index, inp.chain_index, graph)
         for block in self.blocks:
             s, z, rots, trans = block(s, z, rots, trans, graph, mask)
@@ -180,6 +185,13 @@ class Denoiser(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _fixed_flags(inp: DenoiserInput, dtype: torch.dtype) -> Tensor:
+    """[B, N, 2] per-residue flags (structure given, sequence given); zeros when not provided."""
+    zeros = torch.zeros_like(inp.residue_mask)
+    flags = [f if f is not None else zeros for f in (inp.fixed_structure, inp.fixed_sequence)]
+    return torch.stack(flags, dim=-1).to(dtype)
 
 
 def build_denoiser(**kwargs: Any) -> Denoiser:

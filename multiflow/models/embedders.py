@@ -75,7 +75,7 @@ class NodeEmbedder(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.aa_embed = nn.Embedding(NUM_AA + 1, cfg.aa_embed_dim)  # 20 amino acids + MASK
-        in_dim = 3 * cfg.time_embed_dim + cfg.index_embed_dim + cfg.aa_embed_dim
+        in_dim = 3 * cfg.time_embed_dim + cfg.index_embed_dim + cfg.aa_embed_dim + 2  # + 2 fixed flags
         if cfg.self_condition:
             in_dim += NUM_AA
         self.mlp = nn.Sequential(
@@ -90,6 +90,7 @@ class NodeEmbedder(nn.Module):
         residue_index: Tensor,  # [B, N] int64
         residue_mask: Tensor,  # [B, N] bool
         self_cond_aa: Tensor | None,  # [B, N, 20] probabilities, or None
+        fixed: Tensor,  # [B, N, 2] flags: structure given, sequence given (motifs, folding tasks)
     ) -> Tensor:
         B, N = aatype.shape
         dtype = self.aa_embed.weight.dtype
@@ -100,6 +101,7 @@ class NodeEmbedder(nn.Module):
         ]
         feats.append(sinusoidal_embedding(residue_index.to(dtype), self.cfg.index_embed_dim))  # [B, N, d_i]
         feats.append(self.aa_embed(aatype))  # [B, N, d_aa]
+        feats.append(fixed.to(dtype))  # [B, N, 2]
         if self.cfg.self_condition:
             sc = self_cond_aa if self_cond_aa is not None else aatype.new_zeros(B, N, NUM_AA, dtype=dtype)
             feats.append(sc.to(dtype))  # [B, N, 20]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from multiflow.flows.interpolant import NoisyBatch
 from multiflow.geometry.rigid import Rigid
 from multiflow.models.denoiser import Denoiser, DenoiserInput, DenoiserOutput
-from multiflow.sampling.solver import FlowState, Prediction
+from multiflow.sampling.solver import Conditioning, FlowState, Prediction
 
 
 class DenoiserFlowModel(nn.Module):
@@ -34,9 +34,15 @@ class DenoiserFlowModel(nn.Module):
         residue_index: Tensor,
         chain_index: Tensor | None = None,
         self_condition: Prediction | None = None,
+        conditioning: Conditioning | None = None,
+        fixed_structure: Tensor | None = None,
+        fixed_sequence: Tensor | None = None,
         **_: Any,
     ) -> Prediction:
-        out = self.denoise(state, t, res_mask, residue_index, chain_index, self_condition)
+        if conditioning is not None:  # at sampling time the solver's conditioning says what is given
+            fixed_structure, fixed_sequence = conditioning.fixed_structure, conditioning.fixed_sequence
+        out = self.denoise(state, t, res_mask, residue_index, chain_index, self_condition,
+                           fixed_structure, fixed_sequence)
         return Prediction(trans_1=out.trans, rots_1=out.rots, logits=out.aa_logits)
 
     def denoise(
@@ -47,6 +53,8 @@ class DenoiserFlowModel(nn.Module):
         residue_index: Tensor,
         chain_index: Tensor | None = None,
         self_condition: Prediction | None = None,
+        fixed_structure: Tensor | None = None,
+        fixed_sequence: Tensor | None = None,
     ) -> DenoiserOutput:
         sc_trans = sc_aa = None
         if self_condition is not None:
@@ -63,6 +71,8 @@ class DenoiserFlowModel(nn.Module):
             chain_index=chain_index,
             self_cond_trans=sc_trans,
             self_cond_aa=sc_aa,
+            fixed_structure=fixed_structure,
+            fixed_sequence=fixed_sequence,
         )
         return self.denoiser(inp)
 
@@ -71,5 +81,8 @@ def noisy_batch_inputs(noisy: NoisyBatch) -> tuple[FlowState, dict[str, Tensor],
     """(state, times, extras) of a training batch, in the form the solver passes at sampling time."""
     state = FlowState(trans=noisy.trans_t, rots=noisy.rots_t, aatype=noisy.aatype_t)
     t = {"trans": noisy.t_trans, "rots": noisy.t_rots, "aa": noisy.t_aa}
-    extras = {"res_mask": noisy.res_mask, "residue_index": noisy.residue_index, "chain_index": noisy.chain_index}
+    extras = {
+        "res_mask": noisy.res_mask, "residue_index": noisy.residue_index, "chain_index": noisy.chain_index,
+        "fixed_structure": noisy.fixed_structure, "fixed_sequence": noisy.fixed_sequence,
+    }
     return state, t, extras

@@ -170,3 +170,17 @@ def test_presets_load_and_have_the_advertised_size(name, low, high):
     cfg = DenoiserConfig.preset(name)
     n_params = Denoiser(cfg).num_parameters()
     assert low <= n_params <= high
+
+
+def test_fixed_flags_reach_the_model_and_default_to_zero():
+    model = tiny_model()
+    inp = random_input(batch=2, length=12)
+    none = torch.zeros_like(inp.residue_mask)
+    motif = none.clone()
+    motif[:, 3:7] = True
+    with torch.no_grad():
+        out_default = model(inp)
+        out_zero = model(inp.replace(fixed_structure=none, fixed_sequence=none))
+        out_motif = model(inp.replace(fixed_structure=motif))
+    torch.testing.assert_close(out_default.aa_logits, out_zero.aa_logits)
+    assert not torch.allclose(out_motif.aa_logits, out_default.aa_logits)
