@@ -148,6 +148,8 @@ def text_eval(cfg: DictConfig) -> dict:
     from multiflow.text.metrics import NGramIndex
 
     torch.set_num_threads(int(cfg.num_threads))
+    if cfg.split not in ("val", "test"):
+        raise ConfigError(f"split must be a held-out split ('val' or 'test'), got {cfg.split!r}")
     ck = load_text_checkpoint(cfg.ckpt)
     if ck.kind != "flow":
         raise ConfigError(f"ckpt={cfg.ckpt} must be a flow checkpoint (got {ck.kind}); pass the AR one as ar_ckpt")
