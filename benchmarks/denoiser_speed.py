@@ -11,13 +11,17 @@ Every (preset, attention, N) runs in a fresh subprocess (batch 1, ``--threads`` 
     GFLOP  matmul FLOPs of one forward (``torch.utils.flop_counter``: linear, bmm, SDPA;
            elementwise ops not counted), so GFLOP/s is a lower bound on achieved throughput
     %peak  GFLOP/s against ``--peak-gflops`` (2 Zen-3 cores with AVX2 FMA: ~115 fp32)
+    GF/cpu-s  GFLOP per CPU-second: throughput per busy core, robust to other jobs
+           (single-core fp32 peak ~57; with 2 threads, spin-waiting lowers it)
     peak RSS  high-water mark of the whole process, MB; fwd MB = that minus the RSS just
            before the forward passes (model and inputs excluded)
 Dense attention is skipped where its N² pair tensors would exceed ``--dense-budget-gb``.
 The machine may be shared: the 1-minute load average is printed per row; treat times as
 upper bounds when it is above ~0.5. ``--tune-malloc`` sets glibc's mmap/trim thresholds in
 the children so large temporaries are reused instead of page-faulted in on every forward
-(~10% less CPU at N=300; a deployment option, not part of the model).
+(~10% less CPU at N=300; a deployment option, not part of the model). On a loaded machine
+run with ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP threads whose partner was preempted made
+2-thread forwards up to 20x slower at load ~8 (N=100: 9.5 s active vs 0.46 s passive).
 Reference (published MultiFlow, 21.8M parameters, this class of machine): 0.84 s at N=100,
 10.2 s at N=300.
 """
@@ -119,10 +123,10 @@ def _row(r: dict, peak: float) -> str:
     if "error" in r:
         return f"| {r['preset']} | {r['attention']} | {r['N']} | failed: {r['error']} |"
     if "skipped" in r:
-        return f"| {r['preset']} | {r['attention']} | {r['N']} | skipped ({r['skipped']}) | | | | | | | |"
+        return f"| {r['preset']} | {r['attention']} | {r['N']} | skipped ({r['skipped']}) | | | | | | | | |"
     gflops = r["gflop"] / r["best_s"]
     return (f"| {r['preset']} | {r['attention']} | {r['N']} | {r['best_s']:.3f} / {r['median_s']:.3f} | "
-            f"{r['cpu_s']:.3f} | {r['gflop']:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {r['peak_rss_mb']:.0f} | {r['fwd_mb']:.0f} | {r['load']:.1f} |")
+            f"{r['cpu_s']:.3f} | {r['gflop']:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {r['gflop'] / r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['fwd_mb']:.0f} | {r['load']:.1f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -143,9 +147,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(f"load average before: {os.getloadavg()[0]:.2f}  (threads={args.threads}, batch=1, "
           f"repeats={args.repeats}, tune_malloc={args.tune_malloc})")
-    print("| preset | attention | N | wall best / median (s) | cpu (s) | GFLOP | GFLOP/s | %peak | peak RSS MB "
-          "| fwd MB | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| preset | attention | N | wall best / median (s) | cpu (s) | GFLOP | GFLOP/s | %peak | GF/cpu-s "
+          "| peak RSS MB | fwd MB | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for attention in args.attention:
             for length in args.lengths:
