@@ -6,6 +6,7 @@ Usage::
     multiflow train experiment=cpu_small data.root=processed trainer.max_time=00:02:00:00
     multiflow train model=multiflow_size trainer=ddp trainer.devices=8
     multiflow train resume=last run_dir=runs/my-run   # continue from runs/my-run/checkpoints/last.ckpt
+    multiflow train experiment=cpu_small init_from=multiflow/assets/models/cpu_small.pt  # warm start
 """
 
 from __future__ import annotations
@@ -41,6 +42,17 @@ def resolve_resume(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+def warm_start(module, path: str) -> None:
+    """Load denoiser weights from a checkpoint (slim or Lightning) before training; the optimiser starts fresh."""
+    from multiflow.errors import ConfigError
+    from multiflow.training.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(path, device="cpu")
+    if loaded.config["model"] != module.run_config["model"]:
+        raise ConfigError(f"init_from={path} was trained with a different model config; use the same model group")
+    module.model.denoiser.load_state_dict(loaded.model.denoiser.state_dict())
+
+
 def run(cfg: DictConfig) -> Path:
     """Train with a composed config; returns the run folder."""
     import lightning as L
@@ -53,6 +65,8 @@ def run(cfg: DictConfig) -> Path:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     datamodule = build_datamodule(cfg)
     module = build_module(cfg)
+    if cfg.get("init_from"):
+        warm_start(module, cfg.init_from)
     trainer = build_trainer(cfg, run_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
     return run_dir

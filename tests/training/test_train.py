@@ -86,6 +86,19 @@ def test_export_and_load_checkpoint(processed, tmp_path):
     assert b.meta["note"] == "test" and len(b.sha256) == 64
     for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert ka == kb and torch.equal(va, vb)
+    # warm start from the slim file: the new run's first weights are the exported ones
+    from multiflow.training.builders import build_module as _build
+    from multiflow.training.train import warm_start
+
+    fresh = _build(compose_config("train", _overrides(processed, tmp_path / "warm")))
+    warm_start(fresh, str(slim))
+    for (_, va), (_, vb) in zip(fresh.model.denoiser.state_dict().items(), b.model.denoiser.state_dict().items()):
+        assert torch.equal(va, vb)
+    from multiflow.errors import ConfigError
+
+    other = _build(compose_config("train", _overrides(processed, tmp_path / "w2", "model=cpu_small")))
+    with pytest.raises(ConfigError, match="different model config"):
+        warm_start(other, str(slim))
     with pytest.raises(MissingWeightsError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
