@@ -37,7 +37,7 @@ from multiflow.sampling.solver import SolverConfig
 __all__ = ["DEFAULT_CHECKPOINT", "DesignModel", "Design", "DesignSet", "SamplingSettings", "load_model"]
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "models" / "cpu_small.pt"
-_ALIASES = {"num_timesteps": "num_steps", "sampling_temp": "temperature"}
+SETTING_ALIASES = {"num_timesteps": "num_steps", "sampling_temp": "temperature"}
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,15 @@ class SamplingSettings:
     def __post_init__(self) -> None:
         checks = [("num_steps", self.num_steps >= 1, ">= 1"), ("min_t", 0 <= self.min_t < 1, "in [0, 1)"),
                   ("temperature", self.temperature >= 0, ">= 0"), ("eta", self.eta >= 0, ">= 0"),
-                  ("max_tokens", self.max_tokens >= 1, ">= 1"), ("trajectory_stride", self.trajectory_stride >= 1, ">= 1")]
+                  ("max_tokens", self.max_tokens >= 1, ">= 1"),
+                  ("trajectory_stride", self.trajectory_stride >= 1, ">= 1")]
         for name, ok, expected in checks:
             if not ok:
                 raise ConfigError(f"sampling setting {name} must be {expected}, got {getattr(self, name)!r}")
 
     @classmethod
-    def from_config(cls, overrides: list[str] | dict[str, Any] | None = None, path: str | Path | None = None) -> SamplingSettings:
+    def from_config(cls, overrides: list[str] | dict[str, Any] | None = None,
+                    path: str | Path | None = None) -> SamplingSettings:
         """``configs/sampling/default.yaml`` (if present) updated by ``key=value`` strings or a dict."""
         from omegaconf import OmegaConf
 
@@ -105,7 +107,7 @@ class SamplingSettings:
         return cls(**out)
 
     def replace(self, **changes: Any) -> SamplingSettings:
-        changes = {_ALIASES.get(k, k): v for k, v in changes.items() if v is not None}
+        changes = {SETTING_ALIASES.get(k, k): v for k, v in changes.items() if v is not None}
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise ConfigError(f"unknown sampling setting(s) {unknown}")
@@ -123,7 +125,7 @@ def _config_dir() -> Path:
 
 
 def _known(values: dict[str, Any], where: str) -> dict[str, Any]:
-    values = {_ALIASES.get(k, k): v for k, v in values.items()}
+    values = {SETTING_ALIASES.get(k, k): v for k, v in values.items()}
     fields = {f.name for f in dataclasses.fields(SamplingSettings)}
     unknown = sorted(set(values) - fields)
     if unknown:
@@ -212,7 +214,8 @@ class DesignModel:
                 started: float) -> DesignSet:
         solver = settings.solver_config(bool(self.loaded.model.denoiser.cfg.self_condition))
         info = {**dataclasses.asdict(settings), "self_condition": solver.self_condition, "seed": seed,
-                "inputs": inputs, "seconds": round(time.time() - started, 3)}
+                "inputs": inputs, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+                "seconds": round(time.time() - started, 3)}
         return dataclasses.replace(result, settings=info)
 
     def _run(self, seed, overrides, inputs, call) -> DesignSet:
@@ -250,7 +253,8 @@ class DesignModel:
         return self._run(seed, settings, inputs, lambda loaded, solver, **kw: inverse_fold(
             loaded, solver, chains, chains_to_design=chains_to_design, fixed_residues=fixed_residues,
             redesigned_residues=redesigned_residues, bias_aa=bias_AA, omit_aa=omit_AA,
-            number_of_batches=number_of_batches, batch_size=batch_size, num_sequences=num_sequences, allow_long=allow_long,
+            number_of_batches=number_of_batches, batch_size=batch_size, num_sequences=num_sequences,
+            allow_long=allow_long,
             save_trajectory=save_trajectory, on_batch=on_batch, **kw))
 
     def fold(self, sequences: Any, num_samples: int = 1, *, seed: int | None = None, allow_long: bool = False,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,8 @@ def build_parser(name: str) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Sampler overrides: key=value (keys of configs/sampling/default.yaml), "
                                             "e.g. num_steps=200 trajectory_stride=5.")
-    {"sample": _sample_args, "inverse-fold": _inverse_args, "fold": _fold_args, "scaffold": _scaffold_args}[name](parser)
+    task_args = {"sample": _sample_args, "inverse-fold": _inverse_args, "fold": _fold_args, "scaffold": _scaffold_args}
+    task_args[name](parser)
     _common_args(parser)
     return parser
 
@@ -92,7 +94,8 @@ def _inverse_args(p: argparse.ArgumentParser) -> None:
 
 
 def _fold_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fasta_path", type=Path, default=None, help="FASTA file; chains within a record split by '/' or ':'")
+    p.add_argument("--fasta_path", type=Path, default=None,
+                   help="FASTA file; chains within a record split by '/' or ':'")
     p.add_argument("--sequence", action="append", default=None, help="a sequence to fold (repeatable)")
     p.add_argument("--num_samples", type=int, default=1, help="structures per sequence (default: 1)")
 
@@ -102,7 +105,8 @@ def _scaffold_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contigs", required=True, help="RFdiffusion contig, e.g. '5-15/A10-25/30-40' ('/0 ' = new chain)")
     p.add_argument("--num_designs", type=int, default=1, help="number of designs (default: 1)")
     p.add_argument("--length", default=None, help="total length constraint, e.g. '100' or '100-120'")
-    p.add_argument("--keep_motif_sequence", action="store_true", help="also keep the motif's amino acids (and side chains)")
+    p.add_argument("--keep_motif_sequence", action="store_true",
+                   help="also keep the motif's amino acids (and side chains)")
 
 
 # --- running ------------------------------------------------------------------------------------------
@@ -132,13 +136,13 @@ def run_subcommand(name: str, argv: list[str]) -> int:
 
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Flags and key=value overrides merged; the same key given both ways with different values is an error."""
-    from multiflow.api import SamplingSettings
+    from multiflow.api import SETTING_ALIASES, SamplingSettings
 
     flags = {key: getattr(args, flag) for flag, key in _FLAG_KEYS.items() if getattr(args, flag) is not None}
-    base = SamplingSettings.from_config()
-    from_kv = SamplingSettings.from_config(args.overrides) if args.overrides else base
-    kv = {k: v for k, v in vars(from_kv).items() if v != getattr(base, k)}
-    clash = [k for k in flags if k in kv and SamplingSettings.coerce({**vars(base), k: flags[k]}).__dict__[k] != kv[k]]
+    given = SamplingSettings.from_config(args.overrides)  # checks keys and values
+    keys = {o.split("=", 1)[0].strip().removeprefix("sampling.") for o in args.overrides}
+    kv = {k: getattr(given, k) for k in (SETTING_ALIASES.get(k, k) for k in keys)}
+    clash = [k for k in flags if k in kv and getattr(given.replace(**{k: flags[k]}), k) != kv[k]]
     if clash:
         raise ConfigError(f"{', '.join(clash)} given both as a flag and as key=value with different values; give one")
     return {**kv, **flags}
@@ -154,12 +158,16 @@ def _run(name: str, args: argparse.Namespace, argv: list[str]) -> int:
     overrides = _settings_overrides(args)
     task_inputs = _TASK_INPUTS[name](args)  # validate cheap inputs before loading weights
     model = load_model(args.checkpoint, args.device)
-    common = {"seed": args.seed, "allow_long": args.allow_long, "save_trajectory": args.save_trajectory, **overrides}
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    print(f"model {model.model_label} on {model.device}; seed {seed}; run folder {out}")
+    common = {"seed": seed, "allow_long": args.allow_long, "save_trajectory": args.save_trajectory, **overrides}
     with _Progress(name) as progress:
         result = _CALLS[name](model, task_inputs, {**common, "on_batch": progress.update}, args)
     folder = model.save(result, out, mmcif=args.mmcif, overwrite=args.overwrite, viewer=not args.no_viewer,
                         command=["multiflow", name, *argv])
     _print_summary(result, folder)
+    if name == "fold":
+        print(f"confidence: {result.report['confidence']}")
     return 0
 
 

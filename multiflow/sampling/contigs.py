@@ -88,7 +88,8 @@ def resolve_residues(text: str | Iterable[str] | None, chains: Sequence[ProteinC
         (unknown_res if owners else unknown_chain).append(label)
     if unknown_chain:
         raise ConfigError(f"{flag}: {', '.join(unknown_chain[:10])} name(s) no chain of the structure "
-                          f"(chains present: {', '.join(present)}); write residues as chain+number+insertion code, e.g. A12 or B42C")
+                          f"(chains present: {', '.join(present)}); write residues as chain+number+insertion code, "
+                          "e.g. A12 or B42C")
     if unknown_res:
         raise ConfigError(f"{flag}: residue(s) {', '.join(unknown_res[:10])} not found in the structure "
                           f"(matched exactly, with insertion codes; {_ranges(chains)})")
@@ -128,7 +129,8 @@ def parse_bias(bias_aa: str | dict[str, float] | None, omit_aa: str | Iterable[s
             except ValueError:
                 pairs[letter.strip()] = float("nan")
             if not sep or not np.isfinite(pairs[letter.strip()]):
-                raise ConfigError(f"--bias_AA: cannot read {item!r}; expected LETTER:VALUE pairs such as 'A:-1.0,W:0.5'")
+                raise ConfigError(f"--bias_AA: cannot read {item!r}; expected LETTER:VALUE pairs such as "
+                                  "'A:-1.0,W:0.5'")
         bias_aa = pairs
     for letter, value in dict(bias_aa or {}).items():
         key = str(letter).upper()
@@ -219,7 +221,8 @@ def parse_contigs(text: str | Sequence[str]) -> ContigSpec:
     if not chains:
         raise ConfigError(f"contig {raw!r} has no segments; expected e.g. '5-15/A10-25/30-40'")
     if not any(isinstance(s, MotifSegment) for ch in chains for s in ch):
-        raise ConfigError(f"contig {raw!r} names no motif segment (e.g. A10-25); for unconditional design use `multiflow sample`")
+        raise ConfigError(f"contig {raw!r} names no motif segment (e.g. A10-25); for unconditional design use "
+                          "`multiflow sample`")
     return ContigSpec(tuple(tuple(ch) for ch in chains), raw)
 
 
@@ -400,7 +403,7 @@ def parse_length_range(spec: int | str | Sequence[int] | None) -> tuple[int, int
 
 def safe_name(text: str) -> str:
     """A FASTA header or file stem as a file-name-safe design name (first word; [A-Za-z0-9_.-] only)."""
-    word = re.split(r"[\s,|]+", str(text).strip(), maxsplit=1)[0] if str(text).strip() else ""
+    word = re.split(r"[\s,]+", str(text).strip(), maxsplit=1)[0] if str(text).strip() else ""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", word).strip("._")[:80]
 
 

@@ -130,8 +130,11 @@ def check_out_folder(out_folder: str | Path, overwrite: bool = False) -> Path:
             raise ConfigError(f"--out_folder {out} exists and is not empty; choose a new folder or pass --overwrite")
         if not (out / "run.json").is_file():
             raise ConfigError(f"--out_folder {out} is not a multiflow run folder (no run.json); refusing to replace it")
-    if not out.parent.exists():
-        raise ConfigError(f"the parent folder of --out_folder {out} does not exist")
+    ancestor = out.parent.resolve()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create --out_folder {out}: {ancestor} is not a writable folder")
     return out
 
 
@@ -139,6 +142,7 @@ def check_out_folder(out_folder: str | Path, overwrite: bool = False) -> Path:
 def staged_folder(out_folder: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """A temporary sibling folder renamed to ``out_folder`` on success, removed on failure."""
     out = check_out_folder(out_folder, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

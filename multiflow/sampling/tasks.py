@@ -22,17 +22,15 @@ visible (one extra forward per batch; lower is better; over all residues when no
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from multiflow.constants import RESTYPES, C_IDX, CA_IDX, CB_IDX, MASK_TOKEN, N_IDX, NUM_AA, NUM_ATOMS, O_IDX, UNK_TOKEN
+from multiflow.constants import C_IDX, CA_IDX, CB_IDX, MASK_TOKEN, N_IDX, NUM_AA, NUM_ATOMS, O_IDX, RESTYPES, UNK_TOKEN
 from multiflow.data.batch import ChainExample, collate
 from multiflow.data.chain import ProteinChain
 from multiflow.errors import BadSequenceError, ConfigError
@@ -81,7 +79,8 @@ class Sample:
 class GuidedModel:
     """A flow model whose amino-acid logits get ``bias`` [20] added at ``where`` [B, N] (−inf omits).
 
-    Also keeps the confidence of the latest forward pass when the model reports one.
+    Also keeps the confidence of the latest forward pass when the model reports one. The model sees
+    what is given per residue (``extras["conditioning"]``'s fixed masks) exactly as without the wrapper.
     """
 
     def __init__(self, model: Any, bias: Tensor | None = None, where: Tensor | None = None) -> None:
@@ -91,8 +90,11 @@ class GuidedModel:
     def __call__(self, state: FlowState, t: dict[str, Tensor], **extras: Any) -> Prediction:
         denoise = getattr(self.model, "denoise", None)
         if denoise is not None:
+            cond = extras.get("conditioning")
+            given = {} if cond is None else {"fixed_structure": cond.fixed_structure,
+                                             "fixed_sequence": cond.fixed_sequence}
             out = denoise(state, t, extras["res_mask"], extras["residue_index"], extras.get("chain_index"),
-                          extras.get("self_condition"))
+                          extras.get("self_condition"), **given)
             self.confidence = out.confidence
             pred = Prediction(out.trans, out.rots, out.aa_logits)
         else:
@@ -198,14 +200,18 @@ def _backbone(state: FlowState, mask: Tensor) -> Tensor:
 
 def sequence_nll(model: Any, state: FlowState, scored: Tensor, res_mask: Tensor, residue_index: Tensor,
                  chain_index: Tensor, min_t: float) -> Tensor:
-    """[B] mean NLL (nats) of ``state.aatype`` at ``scored`` positions, those masked, structure at t=1."""
+    """[B] mean NLL (nats) of ``state.aatype`` at ``scored`` positions, those masked, structure at t=1.
+
+    The model is told the structure is given everywhere and the sequence everywhere but ``scored``.
+    """
     b = res_mask.shape[0]
     tokens = torch.where(scored, torch.full_like(state.aatype, MASK_TOKEN), state.aatype)
     one = torch.ones(b, device=res_mask.device)
     t = {"trans": one, "rots": one, "aa": torch.full_like(one, max(min_t, 1e-3))}
     with torch.inference_mode():
         pred = model(FlowState(state.trans, state.rots, tokens), t, res_mask=res_mask,
-                     residue_index=residue_index, chain_index=chain_index)
+                     residue_index=residue_index, chain_index=chain_index, fixed_structure=res_mask.clone(),
+                     fixed_sequence=res_mask & ~scored & (state.aatype < NUM_AA))
     logp = torch.log_softmax(pred.logits[..., :NUM_AA].float(), dim=-1)
     target = state.aatype.clamp(max=NUM_AA - 1)
     nll = -logp.gather(-1, target[..., None])[..., 0]
@@ -237,7 +243,8 @@ def make_problem(name: str, aatype: np.ndarray, residue_index: np.ndarray, chain
     example = ChainExample(name=name, aatype=np.asarray(aatype, np.int64), trans=trans, rots=rots.astype(np.float32),
                            res_mask=np.ones(n, bool), residue_index=np.asarray(residue_index, np.int64),
                            chain_index=np.asarray(chain_index, np.int64))
-    return Problem(example, np.asarray(fixed_structure, bool), np.asarray(fixed_sequence, bool), np.asarray(designed, bool))
+    masks = (np.asarray(m, bool) for m in (fixed_structure, fixed_sequence, designed))
+    return Problem(example, *masks)
 
 
 @dataclass(frozen=True)
@@ -353,7 +360,8 @@ def codesign(loaded: Any, solver_config: SolverConfig, lengths: int | str | Sequ
     if partial_sequence is not None:
         chain_lengths, tokens, fixed = parse_partial(partial_sequence)
         if lengths is not None and parse_lengths(lengths) != [len(tokens)]:
-            raise ConfigError(f"lengths {lengths!r} disagree with the partial sequence of {len(tokens)} residues; give one")
+            raise ConfigError(f"lengths {lengths!r} disagree with the partial sequence of {len(tokens)} residues; "
+                              "give one of them")
         layouts = [(chain_lengths, tokens, fixed)]
     elif lengths is None:
         raise ConfigError("give lengths (e.g. 100, [80, 100] or '70-150:10') or a partial sequence")
@@ -373,7 +381,8 @@ def codesign(loaded: Any, solver_config: SolverConfig, lengths: int | str | Sequ
     designs = []
     for problem, sample, (chain_lengths, design_name) in zip(problems, samples, meta):
         metrics = {"length": problem.length, "score": round(sample.score, 4), **_confidence_metrics(sample)}
-        designs.append(_design(sample, fresh_assembly(chain_lengths), design_name, "codesign", metrics, problem.designed))
+        asm = fresh_assembly(chain_lengths)
+        designs.append(_design(sample, asm, design_name, "codesign", metrics, problem.designed))
     report = {"partial_sequence": partial_sequence, "lengths": sorted({p.length for p in problems})}
     return DesignSet("codesign", tuple(designs), report=report)
 
@@ -450,8 +459,10 @@ def select_inverse(chains: Sequence[ProteinChain], chains_to_design: Any = None,
     kept = [c.backbone_mask.copy() for c in chains]
     no_bb = [r.label for r in redesigned if not kept[r.chain][r.position]]
     if no_bb:
-        raise ConfigError(f"--redesigned_residues {format_labels(no_bb, 10)} lack N, CA or C atoms and cannot be designed")
+        raise ConfigError(f"--redesigned_residues {format_labels(no_bb, 10)} lack N, CA or C atoms and cannot "
+                          "be designed")
     labels = [c.residue_labels() for c in chains]
+    in_context = [r.label for r in fixed if chains[r.chain].chain_id not in design_ids]
     dropped = [lab for k in range(len(chains)) for lab, ok in zip(labels[k], kept[k]) if not ok]
     designed = [d & m for d, m in zip(designed, kept)]
     if not any(d.any() for d in designed):
@@ -472,6 +483,9 @@ def select_inverse(chains: Sequence[ProteinChain], chains_to_design: Any = None,
     if dropped:
         report["notes"].append(f"{len(dropped)} residue(s) lack N, CA or C and are left out of the model input and of "
                                f"every output (PDB and FASTA): {format_labels(dropped, 20)}")
+    if in_context:
+        report["notes"].append(f"--fixed_residues {format_labels(in_context, 10)} lie in context chains, which are "
+                               "fixed anyway")
     if unknown:
         report["notes"].append(f"{len(unknown)} fixed residue(s) have an unknown identity and stay 'X' in the output: "
                                f"{format_labels(unknown, 20)}")
@@ -530,7 +544,8 @@ def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[Prot
     native_chains = tuple(chains[k].select(sel.kept[k]) for k in present)
     native = Design(name=name, chains=native_chains, task="native", metrics={"score": round(native_score, 4)},
                     designed=designed.copy())
-    report = {"target": name, **sel.report, "bias_AA": None if bias is None else {a: float(b) for a, b in zip(RESTYPES, bias) if b}}
+    biases = None if bias is None else {a: float(b) for a, b in zip(RESTYPES, bias) if b}
+    report = {"target": name, **sel.report, "bias_AA": biases}
     return DesignSet("inverse_fold", tuple(designs), native=native, report=report)
 
 
@@ -573,7 +588,8 @@ def scaffold(loaded: Any, solver_config: SolverConfig, chains: Sequence[ProteinC
         metrics = {"length": layout.length, "contig": layout.describe(), "motif_ca_rmsd": round(ca_rmsd, 4),
                    "motif_bb_rmsd": round(bb_rmsd, 4), "score": round(sample.score, 4), **_confidence_metrics(sample)}
         designs.append(_design(sample, asm, f"{name}_{d}", "scaffold", metrics, problem.designed, motif))
-    report = {"target": name, "contigs": spec.text, "motif_residues": {k: [r.label for r in v] for k, v in motifs.items()},
+    report = {"target": name, "contigs": spec.text,
+              "motif_residues": {k: [r.label for r in v] for k, v in motifs.items()},
               "keep_motif_sequence": keep_motif_sequence,
               "motif_rmsd": "model backbone (frames -> N, CA, C) vs the input motif after superposition on the "
                             "motif; the written PDB carries the input's own motif atoms"}

@@ -75,6 +75,7 @@ def test_save_writes_a_complete_run_folder(design_model, toy_pdb, tmp_path):
     assert info["checkpoint"]["sha256"] == design_model.loaded.sha256 and info["checkpoint"]["path"].endswith("tiny.pt")
     assert info["settings"]["temperature"] == 0.2 and info["command"] == ["multiflow", "inverse-fold"]
     assert info["report"]["fixed_residues"] == ["A7"] and info["report"]["dropped_residues"] == ["A77"]
+    assert info["files"]["viewer"] == "viewer.html" and "toy_1" in (out / "viewer.html").read_text()
     records = read_fasta(out / "seqs" / "toy.fa")
     assert len(records) == 5 and records[0][1] == res.native.sequence
     assert records[0][0].startswith("toy, score=") and "designed_chains=['A']" in records[0][0]
@@ -107,5 +108,7 @@ def test_out_folder_guard(tmp_path):
     (tmp_path / "stuff" / "precious.txt").write_text("x")
     with pytest.raises(ConfigError, match="not a multiflow run folder"):
         check_out_folder(tmp_path / "stuff", overwrite=True)
-    with pytest.raises(ConfigError, match="parent folder"):
-        check_out_folder(tmp_path / "a" / "b")
+    assert check_out_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b"  # parents are created when writing
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="not a writable folder"):
+        check_out_folder(tmp_path / "file" / "run")

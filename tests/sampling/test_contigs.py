@@ -153,7 +153,7 @@ def test_sequences():
 
 
 def test_names_and_label_compression():
-    assert safe_name("sp|P69905|HBA_HUMAN Hemoglobin") == "sp"
+    assert safe_name("sp|P69905|HBA_HUMAN Hemoglobin") == "sp_P69905_HBA_HUMAN"
     assert safe_name("my design, x") == "my" and safe_name("a/b") == "a_b"
     assert unique_names([("a", "1"), ("a", "2"), ("b", "3")]) == [("a", "1"), ("a_2", "2"), ("b", "3")]
     assert compress_labels(["A1", "A2", "A3", "A7", "A10A", "B4", "B5"]) == "A1-A3 A7 A10A B4-B5"

@@ -151,7 +151,8 @@ def test_fold_writes_confidence_to_b_factors(tiny_confidence_checkpoint):
 
     res = fold(load_checkpoint(tiny_confidence_checkpoint, "cpu"), FAST, ["MKTAYIAKQR"], seed=0)
     d = res[0]
-    assert d.confidence is not None and d.confidence.shape == (10,) and (0 <= d.confidence).all() and (d.confidence <= 100).all()
+    assert d.confidence is not None and d.confidence.shape == (10,)
+    assert (0 <= d.confidence).all() and (d.confidence <= 100).all()
     assert np.allclose(d.chains[0].b_factors[:, CA_IDX], d.confidence, atol=1e-4)
     assert d.metrics["mean_plddt"] == pytest.approx(float(d.confidence.mean()), abs=0.01)
 
@@ -189,3 +190,18 @@ def test_scaffold_errors(loaded, chains):
         scaffold(loaded, FAST, chains, "5/A2-4/3/A3-5/5")
     with pytest.raises(ConfigError, match="exceeds 2000"):
         scaffold(loaded, FAST, chains, "2500/A2-4/5")
+
+
+def test_the_model_is_told_what_is_given(loaded, chains, monkeypatch):
+    seen = []
+    original = loaded.model.denoise
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("fixed_structure"), kwargs.get("fixed_sequence")))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loaded.model, "denoise", spy)
+    scaffold(loaded, FAST, chains, "3/A2-6/3", keep_motif_sequence=True, seed=0)
+    fixed_structure, fixed_sequence = seen[0]
+    assert fixed_structure[0].tolist() == [False] * 3 + [True] * 5 + [False] * 3
+    assert torch.equal(fixed_structure, fixed_sequence)
