@@ -179,6 +179,10 @@ def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:
     if args.num_seq_per_target is not None and args.number_of_batches is not None:
         raise ConfigError("give --num_seq_per_target (total) or --number_of_batches (x --batch_size), not both")
     chains = read_structure(args.pdb_path)
+    long_ids = [c.chain_id for c in chains if len(c.chain_id) > 1]
+    if long_ids and not args.mmcif:
+        raise ConfigError(f"{args.pdb_path} has multi-character chain ids ({', '.join(long_ids[:5])}), which PDB files "
+                          "cannot hold; pass --mmcif to write mmCIF")
     sel = select_inverse(chains, args.chains_to_design, args.fixed_residues, args.redesigned_residues)
     parse_bias(args.bias_AA, args.omit_AA)
     r = sel.report

@@ -112,3 +112,13 @@ def test_out_folder_guard(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="not a writable folder"):
         check_out_folder(tmp_path / "file" / "run")
+
+
+def test_checkpoint_from_another_model_version_is_a_clear_error(tiny_checkpoint, tmp_path):
+    import torch
+
+    data = torch.load(tiny_checkpoint, weights_only=False)
+    data["config"]["model"]["node_dim"] = 16  # weights no longer fit the model built from the config
+    torch.save(data, tmp_path / "stale.pt")
+    with pytest.raises(MissingWeightsError, match="does not fit this version of the model"):
+        api.load_model(tmp_path / "stale.pt", device="cpu")
