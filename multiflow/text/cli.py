@@ -224,5 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def run_subcommand(name: str, argv: Sequence[str]) -> int:
+    """``multiflow text-train|text-sample|text-eval ...`` -> ``main(["train"|"sample"|"eval", ...])``."""
+    return main([name.removeprefix("text-"), *argv])
+
+
 if __name__ == "__main__":
     sys.exit(main())
