@@ -97,7 +97,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> Lo
     data = _read(path)
     config = data["config"]
     model = DenoiserFlowModel(build_denoiser(config["model"]))
-    missing, unexpected = model.denoiser.load_state_dict(data["state_dict"], strict=False)
+    try:
+        missing, unexpected = model.denoiser.load_state_dict(data["state_dict"], strict=False)
+    except RuntimeError as err:  # parameter shapes differ from what the config builds
+        raise MissingWeightsError(f"checkpoint {path} does not match its model config: {err}") from None
     if missing or unexpected:
         raise MissingWeightsError(
             f"checkpoint {path} does not match its model config: missing {missing[:5]}, unexpected {unexpected[:5]}"
