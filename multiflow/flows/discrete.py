@@ -40,6 +40,12 @@ def sample_categorical(probs: Tensor, generator: torch.Generator | None = None) 
     if (total <= 0).any():
         raise ValueError("every row of probs needs positive mass; got a row summing to 0")
     u = torch.rand(total.shape, generator=generator, dtype=torch.float64, device=p.device)
+    return _inverse_cdf(cdf, u)
+
+
+def _inverse_cdf(cdf: Tensor, u: Tensor) -> Tensor:
+    """Index of the interval of ``cdf [..., S]`` (float64, last entry > 0) holding ``u [..., 1]`` in [0, 1)."""
+    total = cdf[..., -1:]
     target = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))  # in [0, total)
     return torch.searchsorted(cdf, target, right=True).squeeze(-1)
 
@@ -49,16 +55,21 @@ def probs_from_logits(logits: Tensor, vocab_size: int, temperature: float = 1.0)
 
     A MASK column (index S) is dropped, so MASK never receives mass. T = 0 gives the one-hot argmax.
     """
+    logits = _data_logits(logits, vocab_size, temperature).to(torch.float64)
+    if temperature == 0:
+        return torch.nn.functional.one_hot(logits.argmax(-1), vocab_size).to(torch.float64)
+    return torch.softmax(logits / temperature, dim=-1)
+
+
+def _data_logits(logits: Tensor, vocab_size: int, temperature: float) -> Tensor:
+    """Checked, detached logits over the S data tokens (a view; the MASK column dropped)."""
     if logits.shape[-1] == vocab_size + 1:
         logits = logits[..., :vocab_size]
     elif logits.shape[-1] != vocab_size:
         raise ValueError(f"logits last dim must be S={vocab_size} (or S+1 with MASK), got {logits.shape[-1]}")
     if temperature < 0:
         raise ConfigError(f"temperature must be >= 0, got {temperature}")
-    logits = logits.detach().to(torch.float64)
-    if temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(-1), vocab_size).to(torch.float64)
-    return torch.softmax(logits / temperature, dim=-1)
+    return logits.detach()
 
 
 class DiscreteFlow:
@@ -153,15 +164,20 @@ class DiscreteFlow:
         """
         if probs.ndim != 3 or probs.shape[-1] != self.vocab_size:
             raise ValueError(f"probs must be [B, N, S={self.vocab_size}], got {tuple(probs.shape)}")
+        fwd, db = self._factors(t, eta, probs.shape[0])
+        return probs.to(torch.float64), fwd[:, None, None], db[:, None, None]
+
+    def _factors(self, t: Tensor, eta: float, batch: int) -> tuple[Tensor, Tensor]:
+        """The forward and detailed-balance factors of ``_coefficients``, float64 [B] each."""
         if eta < 0:
             raise ConfigError(f"eta must be >= 0, got {eta}")
-        self._check_time(t, probs.shape[0])
+        self._check_time(t, batch)
         t64 = t.to(torch.float64)
         fwd = jump_coefficient(self.scheduler, t64)
         kappa = self.scheduler.kappa(t64)
         one_minus = (1.0 - kappa).clamp_min(1e-12)
         db = kappa / one_minus if self.noise == "mask" else (1.0 + (self.vocab_size - 1) * kappa) / one_minus
-        return probs.to(torch.float64), fwd[:, None, None], db[:, None, None]
+        return fwd, db
 
     # --- sampling -------------------------------------------------------------------
     def step(self, x_t: Tensor, logits: Tensor, t: Tensor, h: float | Tensor, *, temperature: float = 1.0,
@@ -175,36 +191,113 @@ class DiscreteFlow:
         previously unmasked position with probability h * eta. ``last_step``: the eta (noise)
         terms are dropped, and any position still masked afterwards takes the argmax of p_theta
         (or a sample if ``last_step_argmax`` is False). ``fixed_mask`` [B, N] bool: never changed.
+
+        Masking noise without purity takes a fast path with the same distribution and the same
+        random numbers (``_mask_euler_step``): p_theta is only computed for the positions that jump.
         """
         self._check_tokens(x_t, allow_mask=self.noise == "mask", name="x_t")
         if logits.shape[:2] != x_t.shape:
             raise ValueError(f"logits {tuple(logits.shape)} do not match x_t {tuple(x_t.shape)}")
         fixed = self._fixed(fixed_mask, x_t)
-        probs = probs_from_logits(logits, self.vocab_size, temperature)  # [B, N, S]
         h = torch.as_tensor(h, dtype=torch.float64, device=x_t.device).expand(x_t.shape[0])  # [B]
         eta_step = 0.0 if last_step else eta
-        if purity:
-            if self.noise != "mask":
-                raise ConfigError("purity sampling is defined for masking noise only")
-            x_new = self._purity_step(x_t, probs, t, h, eta_step, fixed, generator)
+        if self.noise == "mask" and not purity:
+            probs = None  # [B, N, S] never built: rows of p_theta are computed where needed
+            x_new = self._mask_euler_step(x_t, logits, t, h, eta_step, temperature, generator)
         else:
-            x_new = self._euler_step(x_t, probs, t, h, eta_step, generator)
+            probs = probs_from_logits(logits, self.vocab_size, temperature)  # [B, N, S]
+            if purity:
+                if self.noise != "mask":
+                    raise ConfigError("purity sampling is defined for masking noise only")
+                x_new = self._purity_step(x_t, probs, t, h, eta_step, fixed, generator)
+            else:
+                x_new = sample_categorical(self._euler_transition(x_t, probs, t, h, eta_step), generator)
         if last_step and self.noise == "mask":
             still = x_new == self.mask_token
             if still.any():
-                fill = probs.argmax(-1) if last_step_argmax else sample_categorical(probs, generator)
-                x_new = torch.where(still, fill, x_new)
+                x_new = self._fill_masked(x_new, still, logits, probs, temperature, last_step_argmax, generator)
         return torch.where(fixed, x_t, x_new)
 
-    def _euler_step(self, x_t: Tensor, probs: Tensor, t: Tensor, h: Tensor, eta: float,
-                    generator: torch.Generator | None) -> Tensor:
+    def _fill_masked(self, x: Tensor, still: Tensor, logits: Tensor, probs: Tensor | None, temperature: float,
+                     argmax: bool, generator: torch.Generator | None) -> Tensor:
+        """Last step: positions ``still`` [B, N] take the argmax of p_theta, or a sample.
+
+        Same values as ``probs.argmax(-1)`` / ``sample_categorical(probs)`` over all positions (one
+        uniform is drawn per position), evaluated on the ``still`` rows only.
+        """
+        u = None if argmax else torch.rand((*x.shape, 1), generator=generator, dtype=torch.float64, device=x.device)
+        rows = still.nonzero(as_tuple=True)
+        p = probs[rows] if probs is not None else probs_from_logits(logits[rows], self.vocab_size, temperature)
+        if argmax:
+            fill = p.argmax(-1)
+        else:
+            if not torch.isfinite(p).all():
+                raise ValueError("probs must be finite; got a non-finite row of p_theta")
+            fill = _inverse_cdf(p.cumsum(-1), u[rows])
+        return x.index_put(rows, fill)
+
+    def _euler_transition(self, x_t: Tensor, probs: Tensor, t: Tensor, h: Tensor, eta: float) -> Tensor:
+        """Euler transition probabilities out of x_t, float64 [B, N, M] (rows sum to 1 up to rounding).
+
+        Probability h * rate(x_t -> j) for each j != x_t, the rest on x_t; if the off-diagonal mass
+        exceeds 1 it is renormalised to 1 (stay = 0). The general path, used for uniform noise.
+        """
         rates = self.rates(x_t, probs, t, eta)  # [B, N, M]
         cur = torch.nn.functional.one_hot(x_t, self.num_states).to(torch.float64)
         off = (h[:, None, None] * rates).clamp_min(0.0) * (1.0 - cur)  # jump probabilities
         total = off.sum(-1, keepdim=True)
         off = torch.where(total > 1.0, off / total.clamp_min(1e-300), off)
         stay = (1.0 - off.sum(-1, keepdim=True)).clamp_min(0.0)
-        return sample_categorical(off + stay * cur, generator)
+        return off + stay * cur
+
+    def _mask_leave_probs(self, x_t: Tensor, t: Tensor, h: Tensor, eta: float) -> Tensor:
+        """Masking noise: probability that each position leaves its state in one Euler step, [B, N].
+
+        MASK: min(1, h (d_kappa + eta kappa) / (1 - kappa)), the summed jump probabilities
+        h sum_j p(j) (...) with sum_j p(j) = 1; the token is then j with probability p(j) (the
+        general path's renormalisation when the sum exceeds 1 divides every jump by the same
+        total, so it leaves these conditionals unchanged). A data token re-masks with
+        probability min(1, h eta).
+        """
+        fwd, db = self._factors(t, eta, x_t.shape[0])
+        unmask, remask = h * (fwd + eta * db), h * eta  # [B] each
+        if not (torch.isfinite(unmask).all() and torch.isfinite(remask).all()):
+            raise ValueError(f"jump probabilities must be finite; got h={h.tolist()}, eta={eta}")
+        return torch.where(x_t == self.mask_token, unmask.clamp(0.0, 1.0)[:, None], remask.clamp(0.0, 1.0)[:, None])
+
+    def _mask_euler_step(self, x_t: Tensor, logits: Tensor, t: Tensor, h: Tensor, eta: float, temperature: float,
+                         generator: torch.Generator | None) -> Tensor:
+        """Euler step under masking noise without [B, N, M] tensors; p_theta only for jumping rows.
+
+        Same distribution as ``sample_categorical(self._euler_transition(...))``, drawn from the
+        same random numbers: one float64 uniform u per position, read against the row laid out
+        as the general path lays it out. A MASK row is [jumps to tokens 0..S-1, stay at S], so it
+        jumps iff u < leave, and then to the token whose cumulative p_theta interval holds
+        u / leave. A token row keeps stay mass at the token and the re-mask mass at S > token,
+        so it re-masks iff u * (leave + stay) >= stay. For a given generator state both paths
+        return the same tokens, up to rounding at interval boundaries (~1e-16 per position).
+        """
+        S = self.mask_token
+        data_logits = _data_logits(logits, self.vocab_size, temperature)  # [B, N, S], a view
+        leave = self._mask_leave_probs(x_t, t, h, eta)  # [B, N]
+        stay = (1.0 - leave).clamp_min(0.0)
+        mass = leave + stay  # 1 up to rounding, as in the general path
+        u = torch.rand((*x_t.shape, 1), generator=generator, dtype=torch.float64, device=x_t.device).squeeze(-1)
+        target = torch.minimum(u * mass, torch.nextafter(mass, torch.zeros_like(mass)))  # in [0, mass)
+        masked = x_t == S
+        if temperature > 0 and masked.any():
+            # the general path fails on a non-finite p_theta at any MASK position: NaN or +inf
+            # logits, or a row of only -inf, are exactly the rows whose max is not finite
+            row_max = data_logits.amax(-1)  # [B, N]
+            if not torch.isfinite(row_max[masked]).all():
+                raise ValueError("logits give a non-finite p_theta at a masked position (NaN, +inf or all -inf)")
+        jump = masked & (target < leave)
+        x_new = x_t.masked_fill(~masked & (target >= stay), S)  # re-mask
+        if jump.any():
+            rows = jump.nonzero(as_tuple=True)
+            p = probs_from_logits(data_logits[rows], self.vocab_size, temperature)  # [K, S] float64
+            x_new = x_new.index_put(rows, _inverse_cdf(p.cumsum(-1), (target / leave)[rows][:, None]))
+        return x_new
 
     def _purity_step(self, x_t: Tensor, probs: Tensor, t: Tensor, h: Tensor, eta: float, fixed: Tensor,
                      generator: torch.Generator | None) -> Tensor:
