@@ -167,12 +167,7 @@ def load_model(checkpoint: str | Path | None = None, device: str = "auto",
                 "--checkpoint path/to/model.ckpt, or place the file at that path"
             )
         checkpoint = DEFAULT_CHECKPOINT
-    try:
-        loaded = load_checkpoint(checkpoint, device)
-    except RuntimeError as err:  # torch: parameter shapes differ from the model this code builds
-        first = str(err).strip().splitlines()[-1].strip()
-        raise MissingWeightsError(f"checkpoint {checkpoint} does not fit this version of the model ({first}); "
-                                  "re-export it with this version or use a matching multiflow version") from None
+    loaded = load_checkpoint(checkpoint, device)  # named errors for missing, corrupt or mismatched files
     return DesignModel(loaded, settings or SamplingSettings.from_config())
 
 

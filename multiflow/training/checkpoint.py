@@ -99,8 +99,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "auto") -> Lo
     model = DenoiserFlowModel(build_denoiser(config["model"]))
     try:
         missing, unexpected = model.denoiser.load_state_dict(data["state_dict"], strict=False)
-    except RuntimeError as err:  # parameter shapes differ from what the config builds
-        raise MissingWeightsError(f"checkpoint {path} does not match its model config: {err}") from None
+    except RuntimeError as err:  # parameter shapes differ from the model this code builds
+        first = str(err).strip().splitlines()[-1].strip()
+        raise MissingWeightsError(
+            f"checkpoint {path} does not fit this version of the model ({first}); "
+            "re-export it with this version or use a matching multiflow version"
+        ) from None
     if missing or unexpected:
         raise MissingWeightsError(
             f"checkpoint {path} does not match its model config: missing {missing[:5]}, unexpected {unexpected[:5]}"
