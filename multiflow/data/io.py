@@ -1,4 +1,4 @@
-"""Reading and writing structures (PDB, mmCIF, gzipped or not) and FASTA files.
+"""Reading and writing structures (PDB, mmCIF, gzipped or not); FASTA lives in :mod:`multiflow.data.fasta`.
 
 Parsing and writing are biotite's; this module decides what a *protein chain* is:
   * one model (``model=1`` by default; NMR ensembles hold many);
@@ -10,7 +10,8 @@ Parsing and writing are biotite's; this module decides what a *protein chain* is
   * residues keep file order; a residue split across the file (e.g. hydrogens listed after
     all heavy atoms) is gathered under its first appearance;
   * residues missing backbone atoms are kept with their mask False and logged, never rebuilt.
-Writes go to a temporary file in the target directory, then ``os.replace`` (atomic).
+Writes go to a temporary file in the target directory, then ``os.replace`` (``atomic_write``).
+``read_fasta`` and ``write_fasta`` are re-exported from :mod:`multiflow.data.fasta`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 import warnings
 import zlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,7 +36,8 @@ import biotite.structure.io.pdbx as pdbx
 
 from multiflow.constants import ATOM_ORDER, ATOM_TYPES, NUM_ATOMS, RESTYPE_1TO3, RESTYPE_3TO1, RESTYPES, UNK_RESNAME, UNK_TOKEN
 from multiflow.data.chain import PEPTIDE_BOND_MAX, ProteinChain
-from multiflow.errors import BadSequenceError, BadStructureError, UnknownChainError
+from multiflow.data.fasta import read_fasta, write_fasta  # noqa: F401  (re-exported)
+from multiflow.errors import BadStructureError, UnknownChainError
 
 logger = logging.getLogger(__name__)
 
@@ -186,29 +189,101 @@ _SIDE_CHAINS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _allowed_atoms(letter: str) -> frozenset[str]:
-    """atom37 names a residue of this type may carry (all 37 for X)."""
-    if letter == "X":
-        return frozenset(ATOM_TYPES)
-    return frozenset(("N", "CA", "C", "O", "OXT") + _SIDE_CHAINS[letter])
+# [21, 37] bool: the atom37 slots a residue may fill, by aatype (20 = X may fill all).
+_ALLOWED_SLOTS = np.array([[a in ("N", "CA", "C", "O", "OXT") + _SIDE_CHAINS.get(x, ATOM_TYPES) for a in ATOM_TYPES]
+                           for x in RESTYPES + "X"])
 
 
-def _is_protein_residue(res_name: str, atom_names: np.ndarray) -> bool:
-    """An amino acid by name (CCD or MD naming), or any residue with N, CA and C atoms (kept as X)."""
+@lru_cache(maxsize=None)
+def _amino_acid_by_name(res_name: str) -> bool | None:
+    """True for an amino-acid name (CCD or MD naming), False for water, None: decided by its atoms."""
     if res_name in _WATERS:
         return False
-    if res_name in _amino_acid_names() or res_name in _MD_ALIASES:
-        return True
-    return bool(np.isin(["N", "CA", "C"], atom_names).all())
+    return True if res_name in _amino_acid_names() or res_name in _MD_ALIASES else None
+
+
+def _atom_slots(res_name: np.ndarray, atom_name: np.ndarray) -> np.ndarray:
+    """[A] atom37 slot of each atom (-1 for names outside atom37), after ``_RENAMED_ATOMS``."""
+    names = atom_name
+    for (res, old), new in _RENAMED_ATOMS.items():
+        names = np.where((res_name == res) & (atom_name == old), new, names)
+    unique, which = np.unique(names, return_inverse=True)
+    return np.array([ATOM_ORDER.get(str(u), -1) for u in unique], np.int64)[which.reshape(-1)]
 
 
 # --- AtomArray <-> ProteinChain ----------------------------------------------------------------
-def _group_residues(atoms: struc.AtomArray) -> dict[str, dict[tuple, list[int]]]:
-    """chain id -> (res_id, ins_code) -> atom indices, both in order of first appearance."""
-    groups: dict[str, dict[tuple, list[int]]] = {}
-    for i, (ch, rid, ic) in enumerate(zip(atoms.chain_id.tolist(), atoms.res_id.tolist(), atoms.ins_code.tolist())):
-        groups.setdefault(ch, {}).setdefault((rid, ic), []).append(i)
-    return groups
+@dataclass(frozen=True)
+class _Residues:
+    """An AtomArray's atoms grouped by residue: (chain id, res_id, ins_code), in order of first appearance.
+
+    Annotations are read from biotite once. Per atom [A], grouped by residue (file order within):
+    ``atom_name``, ``atom_res_name``, ``coord``, ``b_factor``, ``residue`` (row) and ``named`` (the
+    atom has its residue's name, that of its first atom: False only for microheterogeneity left
+    after altloc resolution). Per residue [R]: ``start`` ([R + 1] atom offsets), ``chain_id``,
+    ``res_id``, ``ins_code``, ``res_name``, ``mixed`` (several names), ``hetero`` (all named atoms
+    HETATM), ``amino`` (an amino acid by name, or any non-water with named N, CA and C atoms), and
+    ``n_xyz``, ``c_xyz`` (float64 [R, 3]: the first named N / C atom, NaN when there is none).
+    """
+
+    atom_name: np.ndarray
+    atom_res_name: np.ndarray
+    coord: np.ndarray
+    b_factor: np.ndarray
+    residue: np.ndarray
+    named: np.ndarray
+    start: np.ndarray
+    chain_id: list[str]
+    res_id: list[int]
+    ins_code: list[str]
+    res_name: np.ndarray
+    mixed: np.ndarray
+    hetero: np.ndarray
+    amino: np.ndarray
+    n_xyz: np.ndarray
+    c_xyz: np.ndarray
+
+
+def _group_residues(atoms: struc.AtomArray) -> _Residues:
+    key = np.zeros(len(atoms), np.int64)
+    for values in (atoms.chain_id, atoms.res_id, atoms.ins_code):
+        _, code = np.unique(values, return_inverse=True)
+        key = key * (int(code.max(initial=0)) + 1) + code.reshape(-1)
+    _, first, code = np.unique(key, return_index=True, return_inverse=True)
+    R = len(first)
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(R)  # residue rows in order of first appearance
+    order = np.argsort(rank[code.reshape(-1)], kind="stable")  # atoms grouped by residue, file order within
+    residue = rank[code.reshape(-1)][order]
+    start = np.searchsorted(residue, np.arange(R + 1))
+    head = order[start[:-1]]  # each residue's first atom
+    atom_name, atom_res_name, coord = atoms.atom_name[order], atoms.res_name[order], atoms.coord[order]
+    res_name = atoms.res_name[head]
+    named = atom_res_name == res_name[residue]
+
+    def count(flags: np.ndarray) -> np.ndarray:  # [A] bool -> [R] number of flagged atoms
+        return np.bincount(residue[flags], minlength=R)
+
+    def first_xyz(name: str) -> np.ndarray:
+        out = np.full((R, 3), np.nan)
+        at = np.flatnonzero(named & (atom_name == name))  # ascending, so a residue's first hit comes first
+        rows, hit = np.unique(residue[at], return_index=True)
+        out[rows] = coord[at[hit]]
+        return out
+
+    unique, which = np.unique(res_name, return_inverse=True)
+    verdict = [_amino_acid_by_name(str(u)) for u in unique]
+    amino = np.array([v is True for v in verdict], bool)[which.reshape(-1)]
+    undecided = np.array([v is None for v in verdict], bool)[which.reshape(-1)]
+    for atom in ("N", "CA", "C"):
+        undecided &= count(named & (atom_name == atom)) > 0
+    b_factor = atoms.b_factor[order] if "b_factor" in atoms.get_annotation_categories() else np.zeros(len(atoms))
+    return _Residues(
+        atom_name=atom_name, atom_res_name=atom_res_name, coord=coord, b_factor=b_factor, residue=residue,
+        named=named, start=start, chain_id=atoms.chain_id[head].tolist(), res_id=atoms.res_id[head].tolist(),
+        ins_code=atoms.ins_code[head].tolist(), res_name=res_name, mixed=count(~named) > 0,
+        hetero=count(named & ~atoms.hetero[order]) == 0, amino=amino | undecided,
+        n_xyz=first_xyz("N"), c_xyz=first_xyz("C"),
+    )
 
 
 def atom_array_to_chains(
@@ -220,6 +295,7 @@ def atom_array_to_chains(
     """Protein chains of one biotite AtomArray (see the module docstring for what is kept)."""
     if isinstance(atoms, struc.AtomArrayStack):
         atoms = atoms[0]
+    n_all = len(atoms)
     element = np.char.upper(atoms.element.astype(str))
     atoms = atoms[~np.isin(element, ["H", "D"])]
     if (atoms.chain_id == "").any():
@@ -227,66 +303,45 @@ def atom_array_to_chains(
         logger.warning("%s: atoms without a chain id are read as chain %s", source, spare)
         atoms = atoms.copy()
         atoms.chain_id[atoms.chain_id == ""] = spare
-    groups = _group_residues(atoms)
-    protein: dict[str, list[tuple[tuple, np.ndarray]]] = {}
-    for ch, residues in groups.items():
-        kept = _protein_residues(atoms, residues)
-        if kept:
-            protein[ch] = kept
-    wanted = _resolve_chains(chains, list(protein), [c for c in groups if c not in protein], source)
+    residues = _group_residues(atoms)
+    by_chain: dict[str, list[int]] = {}  # chain id -> residue rows, both in order of first appearance
+    for r, ch in enumerate(residues.chain_id):
+        by_chain.setdefault(ch, []).append(r)
+    protein = {ch: kept for ch, rows in by_chain.items() if (kept := _protein_residues(residues, np.array(rows))).size}
+    wanted = _resolve_chains(chains, list(protein), [c for c in by_chain if c not in protein], source)
     if not protein:
-        raise BadStructureError(
-            f"{source} has no amino-acid residues (only {_describe_residues(atoms)}); expected a protein"
-        )
-    return [_build_chain(atoms, protein[ch], ch, name, source) for ch in wanted]
+        names = sorted(set(atoms.res_name.tolist()))
+        held = ("only " + ", ".join(names[:8]) + (" ..." if len(names) > 8 else "") if names
+                else f"only {n_all} hydrogen atom(s), no heavy atoms" if n_all else "no atoms")
+        raise BadStructureError(f"{source} has no amino-acid residues ({held}); expected a protein")
+    return [_build_chain(residues, protein[ch], ch, name, source) for ch in wanted]
 
 
-def _describe_residues(atoms: struc.AtomArray) -> str:
-    names = sorted(set(atoms.res_name.tolist()))
-    return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "") if names else "no heavy atoms"
+def _protein_residues(residues: _Residues, rows: np.ndarray) -> np.ndarray:
+    """The amino-acid residues among ``rows`` (one chain, file order), as residue rows."""
+    for r in rows[residues.mixed[rows]]:  # microheterogeneity left after altloc resolution
+        names = residues.atom_res_name[residues.start[r]:residues.start[r + 1]]
+        logger.warning("residue %s%s has several names %s; keeping %s", residues.res_id[r], residues.ins_code[r],
+                       sorted(set(names)), names[0])
+    candidates = rows[residues.amino[rows]]
+    hetero = np.flatnonzero(residues.hetero[candidates])
+    if len(hetero) == len(candidates):  # no standard residue to be bonded to (or none at all): keep them all
+        return candidates
+    free = hetero[~_peptide_linked(residues, candidates, hetero)]
+    for r in candidates[free]:
+        logger.info("dropping free hetero amino acid %s %s%s (no peptide bond to the chain)",
+                    residues.res_name[r], residues.res_id[r], residues.ins_code[r])
+    return np.delete(candidates, free)
 
 
-def _protein_residues(atoms: struc.AtomArray, residues: dict[tuple, list[int]]) -> list[tuple[tuple, np.ndarray]]:
-    """The amino-acid residues of one chain, in file order, as (key, atom indices)."""
-    out = []
-    for key, idx in residues.items():
-        idx = np.asarray(idx)
-        names = atoms.res_name[idx]
-        if (names != names[0]).any():  # microheterogeneity left after altloc resolution
-            logger.warning("residue %s%s has several names %s; keeping %s", key[0], key[1], sorted(set(names)), names[0])
-            idx = idx[names == names[0]]
-        res_name = str(atoms.res_name[idx[0]])
-        hetero = bool(atoms.hetero[idx].all())
-        if _is_protein_residue(res_name, atoms.atom_name[idx]):
-            out.append((key, idx, hetero))
-    has_standard = any(not het for _, _, het in out)
-    linked = _peptide_linked(atoms, [idx for _, idx, _ in out]) if has_standard else None
-    kept = []
-    for j, (key, idx, het) in enumerate(out):
-        if het and has_standard and not linked[j]:
-            logger.info("dropping free hetero amino acid %s %s%s (no peptide bond to the chain)",
-                        atoms.res_name[idx[0]], key[0], key[1])
-            continue
-        kept.append((key, idx))
-    return kept
-
-
-def _peptide_linked(atoms: struc.AtomArray, residues: list[np.ndarray]) -> np.ndarray:
-    """[R] bool: residue shares a C-N peptide bond (<= 2 Å) with another residue of the list."""
-    def first(name: str) -> np.ndarray:  # [R, 3], NaN where the atom is missing
-        out = np.full((len(residues), 3), np.nan)
-        for r, idx in enumerate(residues):
-            hit = idx[atoms.atom_name[idx] == name]
-            if hit.size:
-                out[r] = atoms.coord[hit[0]]
-        return out
-
-    n_xyz, c_xyz = first("N"), first("C")
+def _peptide_linked(residues: _Residues, rows: np.ndarray, ask: np.ndarray) -> np.ndarray:
+    """[len(ask)] bool: residue ``rows[ask[k]]`` shares a C-N peptide bond (<= 2 Å) with another of ``rows``."""
+    n_xyz, c_xyz = residues.n_xyz[rows], residues.c_xyz[rows]  # [R, 3], NaN where the atom is missing
     with np.errstate(invalid="ignore"):
-        d = np.linalg.norm(c_xyz[:, None] - n_xyz[None], axis=-1)  # [R, R] C(i)-N(j)
-    bonded = d <= PEPTIDE_BOND_MAX
-    np.fill_diagonal(bonded, False)
-    return bonded.any(0) | bonded.any(1)
+        bonded = np.linalg.norm(c_xyz[ask, None] - n_xyz[None], axis=-1) <= PEPTIDE_BOND_MAX  # [K, R] C(ask)-N(j)
+        bonded |= np.linalg.norm(c_xyz[None] - n_xyz[ask, None], axis=-1) <= PEPTIDE_BOND_MAX  # C(j)-N(ask)
+    bonded[np.arange(len(ask)), ask] = False
+    return bonded.any(1)
 
 
 def _resolve_chains(chains, protein: list[str], other: list[str], source: str) -> list[str]:
@@ -306,38 +361,35 @@ def _resolve_chains(chains, protein: list[str], other: list[str], source: str) -
     return wanted
 
 
-def _build_chain(atoms: struc.AtomArray, residues: list, chain_id: str, name: str, source: str) -> ProteinChain:
-    n = len(residues)
-    aatype = np.full(n, UNK_TOKEN, np.int64)
+def _build_chain(residues: _Residues, rows: np.ndarray, chain_id: str, name: str, source: str) -> ProteinChain:
+    """The atom37 chain of residue ``rows``; in a residue, an atom37 slot takes its first atom."""
+    n = len(rows)
+    letters = [_parent_letter(str(res_name)) for res_name in residues.res_name[rows]]
+    aatype = np.array([RESTYPES.index(x) if x in RESTYPES else UNK_TOKEN for x in letters], np.int64).reshape(n)
+    res_index = np.array([residues.res_id[r] for r in rows], np.int64).reshape(n)
+    icodes = [residues.ins_code[r] for r in rows]
+    labels = [f"{chain_id}{r}{c}" for r, c in zip(res_index.tolist(), icodes)]
+
+    position = np.full(len(residues.res_name), -1)  # residue row -> index in this chain
+    position[rows] = np.arange(n)
+    atom = np.flatnonzero(residues.named & (position[residues.residue] >= 0))  # residue order, file order within
+    r_of = position[residues.residue[atom]]
+    slot = _atom_slots(residues.atom_res_name[atom], residues.atom_name[atom])
+    fits = (slot >= 0) & _ALLOWED_SLOTS[aatype[r_of], slot.clip(0)]
+    atom, r_of, slot = atom[fits], r_of[fits], slot[fits]
+    _, first = np.unique(r_of * NUM_ATOMS + slot, return_index=True)  # the first atom for each slot
+    duplicate = np.ones(len(atom), bool)
+    duplicate[first] = False
+    if duplicate.any():  # e.g. two copies of a chain under one id and numbering
+        shown = ", ".join(list(dict.fromkeys(labels[r] for r in r_of[duplicate].tolist()))[:10])
+        logger.warning("%s: atoms listed twice in residue(s) %s; keeping the first occurrence", source, shown)
+    atom, r_of, slot = atom[first], r_of[first], slot[first]
     pos = np.zeros((n, NUM_ATOMS, 3), np.float32)
     mask = np.zeros((n, NUM_ATOMS), bool)
     bfac = np.zeros((n, NUM_ATOMS), np.float32)
-    res_index = np.zeros(n, np.int64)
-    icodes = []
-    b_factor = atoms.b_factor if "b_factor" in atoms.get_annotation_categories() else np.zeros(len(atoms))
-    duplicates = []
-    for r, ((rid, icode), idx) in enumerate(residues):
-        res_name = str(atoms.res_name[idx[0]])
-        letter = _parent_letter(res_name)
-        aatype[r] = RESTYPES.index(letter) if letter in RESTYPES else UNK_TOKEN
-        allowed = _allowed_atoms(letter)
-        for i in idx:
-            atom_name = _RENAMED_ATOMS.get((res_name, str(atoms.atom_name[i])), str(atoms.atom_name[i]))
-            slot = ATOM_ORDER.get(atom_name)
-            if slot is None or atom_name not in allowed:
-                continue
-            if mask[r, slot]:
-                duplicates.append(f"{chain_id}{rid}{icode}")
-                continue
-            pos[r, slot] = atoms.coord[i]
-            bfac[r, slot] = b_factor[i]
-            mask[r, slot] = True
-        res_index[r] = rid
-        icodes.append(icode)
-    labels = [f"{chain_id}{r}{c}" for r, c in zip(res_index.tolist(), icodes)]
-    if duplicates:  # e.g. two copies of a chain under one id and numbering
-        shown = ", ".join(sorted(set(duplicates), key=duplicates.index)[:10])
-        logger.warning("%s: atoms listed twice in residue(s) %s; keeping the first occurrence", source, shown)
+    pos[r_of, slot] = residues.coord[atom]
+    bfac[r_of, slot] = residues.b_factor[atom]
+    mask[r_of, slot] = True
     bad = ~np.isfinite(pos).all(-1) & mask
     if bad.any():
         shown = ", ".join(labels[i] for i in np.flatnonzero(bad.any(-1))[:10])
@@ -437,7 +489,7 @@ def _add_terminators(text: str) -> str:
 
 def write_pdb(chains: ProteinChain | Iterable[ProteinChain], path: str | Path) -> Path:
     """Write chains as one PDB model; ``.gz`` paths are gzipped. Returns the path."""
-    return _atomic_write(path, pdb_string(chains))
+    return atomic_write(path, pdb_string(chains))
 
 
 def write_mmcif(chains: ProteinChain | Iterable[ProteinChain], path: str | Path) -> Path:
@@ -449,7 +501,7 @@ def write_mmcif(chains: ProteinChain | Iterable[ProteinChain], path: str | Path)
     pdbx.set_structure(handle, atoms, data_block=block)
     buffer = io.StringIO()
     handle.write(buffer)
-    return _atomic_write(path, buffer.getvalue())
+    return atomic_write(path, buffer.getvalue())
 
 
 def write_trajectory_pdb(frames: Sequence, path: str | Path) -> Path:
@@ -467,7 +519,7 @@ def write_trajectory_pdb(frames: Sequence, path: str | Path) -> Path:
             for a in ("chain_id", "res_id", "res_name", "atom_name"))
         if not same:
             raise BadStructureError(f"trajectory frame {k} holds different atoms than frame 1; expected identical topology")
-    return _atomic_write(path, _pdb_text(struc.stack(arrays)))
+    return atomic_write(path, _pdb_text(struc.stack(arrays)))
 
 
 @lru_cache(maxsize=1)
@@ -477,7 +529,7 @@ def _umask() -> int:
     return current
 
 
-def _atomic_write(path: str | Path, text: str) -> Path:
+def atomic_write(path: str | Path, text: str) -> Path:
     """Write text to ``path`` via a temporary file in the same directory and ``os.replace``."""
     path = Path(path)
     if not path.parent.is_dir():
@@ -499,56 +551,4 @@ def _atomic_write(path: str | Path, text: str) -> Path:
     return path
 
 
-# --- FASTA ---------------------------------------------------------------------------------------
-def read_fasta(path: str | Path) -> list[tuple[str, str]]:
-    """Records of a FASTA file (``.gz`` allowed) as ``(header, sequence)``.
-
-    Headers lose the ``>``; sequence lines are joined with whitespace removed; letters and
-    chain separators ``/`` are kept as written (no validation: see ``tokens.sequence_to_tokens``).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(2, "FASTA file not found", str(path))
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as err:
-            raise BadSequenceError(f"{path}: gzip data is truncated or corrupt ({err})") from err
-    if b"\x00" in data[:65536]:
-        raise BadSequenceError(f"{path} is binary data, not a FASTA text file")
-    records: list[tuple[str, list[str]]] = []
-    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith(";"):
-            continue
-        if line.startswith(">"):
-            records.append((line[1:].strip(), []))
-        elif not records:
-            raise BadSequenceError(f"{path}:{number}: sequence before the first '>' header; expected FASTA")
-        else:
-            records[-1][1].append("".join(line.split()))
-    if not records:
-        raise BadSequenceError(f"{path} holds no FASTA records (no '>' header lines)")
-    empty = [h for h, parts in records if not "".join(parts)]
-    if empty:
-        raise BadSequenceError(f"{path}: record(s) with an empty sequence: {empty[:5]}")
-    return [(h, "".join(parts)) for h, parts in records]
-
-
-def write_fasta(records: Iterable[tuple[str, str] | ProteinChain], path: str | Path, line_width: int = 0) -> Path:
-    """Write ``(header, sequence)`` records (or chains, headed ``name_chain``); ``line_width=0``: one line."""
-    lines = []
-    for rec in records:
-        header, seq = (f"{rec.name}_{rec.chain_id}", rec.sequence) if isinstance(rec, ProteinChain) else rec
-        header, seq = str(header), "".join(str(seq).split())
-        if "\n" in header or "\r" in header:
-            raise BadSequenceError(f"FASTA header must be one line, got {header!r}")
-        if not seq:
-            raise BadSequenceError(f"record {header!r} has an empty sequence")
-        lines.append(f">{header}")
-        step = line_width if line_width > 0 else len(seq)
-        lines.extend(seq[i:i + step] for i in range(0, len(seq), step))
-    if not lines:
-        raise BadSequenceError("no FASTA records to write")
-    return _atomic_write(path, "\n".join(lines) + "\n")
+_atomic_write = atomic_write  # the old private name (multiflow.evaluation.viz, multiflow.sampling.outputs)
