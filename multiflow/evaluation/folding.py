@@ -226,16 +226,15 @@ def _esmfold_factory(**options: Any) -> FoldingOracle:
     return ESMFoldOracle.from_local(options.pop("path", None), **options)
 
 
-def _multiflow_fold_placeholder(**options: Any) -> FoldingOracle:
-    raise NotImplementedError(
-        f"the '{MULTIFLOW_FOLD}' oracle (this project's own forward-folding model) has no adapter yet; once the model "
-        f"exists, register one with FOLDING_ORACLES.register('{MULTIFLOW_FOLD}', factory, replace=True). "
-        "Use 'esmfold' meanwhile."
-    )
+def _multiflow_fold(**options: Any) -> FoldingOracle:
+    """This project's own model as a folding oracle (imported lazily: it loads a checkpoint)."""
+    from multiflow.evaluation.own_oracles import MultiflowFoldOracle
+
+    return MultiflowFoldOracle(**options)
 
 
 FOLDING_ORACLES.register("esmfold", _esmfold_factory, help="ESMFold (Hugging Face transformers) from local weights; option path=")
-FOLDING_ORACLES.register(MULTIFLOW_FOLD, _multiflow_fold_placeholder, help="this project's forward-folding model (adapter not written yet)")
+FOLDING_ORACLES.register(MULTIFLOW_FOLD, _multiflow_fold, help="this project's model folding sequences (pLDDT only with a confidence head)")
 
 
 def create_folding_oracle(name: str, /, **options: Any) -> FoldingOracle:

@@ -189,17 +189,17 @@ def _mpnn(weights: str):
     return lambda **options: ProteinMPNNOracle(weights=weights, **options)
 
 
-def _multiflow_if_placeholder(**options: Any) -> InverseFoldingOracle:
-    raise NotImplementedError(
-        f"the '{MULTIFLOW_IF}' oracle (this project's own inverse-folding model) has no adapter yet; register one with "
-        f"INVERSE_FOLDING_ORACLES.register('{MULTIFLOW_IF}', factory, replace=True). Use 'proteinmpnn' meanwhile."
-    )
+def _multiflow_if(**options: Any) -> InverseFoldingOracle:
+    """This project's own model as an inverse-folding oracle (imported lazily: it loads a checkpoint)."""
+    from multiflow.evaluation.own_oracles import MultiflowIFOracle
+
+    return MultiflowIFOracle(**options)
 
 
 INVERSE_FOLDING_ORACLES.register("proteinmpnn", _mpnn("vanilla"), help="ProteinMPNN v_48_020, full backbone (shipped weights)")
 INVERSE_FOLDING_ORACLES.register("proteinmpnn-soluble", _mpnn("soluble"), help="ProteinMPNN trained on soluble proteins")
 INVERSE_FOLDING_ORACLES.register("proteinmpnn-ca", _mpnn("ca"), help="CA-only ProteinMPNN, for CA traces")
-INVERSE_FOLDING_ORACLES.register(MULTIFLOW_IF, _multiflow_if_placeholder, help="this project's inverse-folding model (adapter not written yet)")
+INVERSE_FOLDING_ORACLES.register(MULTIFLOW_IF, _multiflow_if, help="this project's model designing sequences for a backbone")
 
 
 def create_inverse_folding_oracle(name: str, /, **options: Any) -> InverseFoldingOracle:

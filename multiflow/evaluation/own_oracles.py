@@ -12,8 +12,8 @@ pLDDT: a checkpoint without a confidence head predicts no confidence. The fold o
 zeros as a placeholder and ``mean_plddt`` NaN. Reports must read ``reports_plddt`` and write an
 empty pLDDT (never the placeholder) — :mod:`multiflow.evaluation.commands` does.
 
-:func:`register` puts the factories into ``FOLDING_ORACLES`` / ``INVERSE_FOLDING_ORACLES``
-(``replace=True``, over the reserved placeholders); importing this module registers them.
+``FOLDING_ORACLES`` / ``INVERSE_FOLDING_ORACLES`` (folding.py, inverse_folding.py) create these
+classes lazily by name, so nothing is loaded until an oracle is asked for.
 Factory options: ``checkpoint`` (None: the bundled model), ``device``, ``seed``, ``num_steps``
 and other sampler settings, or ``model`` (an already loaded :class:`~multiflow.api.DesignModel`).
 """
@@ -138,14 +138,3 @@ class MultiflowIFOracle(_OwnModel):
             score = d.metrics.get("score")
             out.append(Design(seq, float("nan") if score is None else float(score)))
         return out
-
-
-def register() -> None:
-    """Register both adapters under their reserved names (replacing the placeholders)."""
-    FOLDING_ORACLES.register(MULTIFLOW_FOLD, MultiflowFoldOracle, replace=True,
-                             help="this project's model folding sequences (pLDDT only with a confidence head)")
-    INVERSE_FOLDING_ORACLES.register(MULTIFLOW_IF, MultiflowIFOracle, replace=True,
-                                     help="this project's model designing sequences for a backbone")
-
-
-register()

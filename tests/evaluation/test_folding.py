@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from multiflow.errors import MissingWeightsError
+
 from multiflow.constants import CA_IDX
 from multiflow.errors import BadSequenceError, BadStructureError, ConfigError
 from multiflow.evaluation.folding import (
@@ -65,8 +67,8 @@ def test_clean_sequences():
 
 def test_registry_lists_builtin_and_plugs_in_new_oracles():
     assert {"esmfold", MULTIFLOW_FOLD} <= set(FOLDING_ORACLES.names())
-    with pytest.raises(NotImplementedError, match="multiflow-fold"):
-        create_folding_oracle(MULTIFLOW_FOLD)
+    with pytest.raises(MissingWeightsError, match="no-such.pt"):  # the built-in oracle loads a real checkpoint
+        create_folding_oracle(MULTIFLOW_FOLD, checkpoint="no-such.pt")
     with pytest.raises(ConfigError, match="unknown folding oracle"):
         create_folding_oracle("alphafold9")
     with pytest.raises(ConfigError, match="already registered"):

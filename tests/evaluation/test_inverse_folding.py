@@ -6,6 +6,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from multiflow.errors import MissingWeightsError
 import torch
 
 from multiflow.constants import RESTYPES
@@ -86,8 +88,8 @@ def test_bad_inputs_and_ca_traces(mpnn, chain):
 def test_registry_weights_and_missing_package(monkeypatch):
     assert {"proteinmpnn", "proteinmpnn-ca", "proteinmpnn-soluble", MULTIFLOW_IF} <= set(INVERSE_FOLDING_ORACLES.names())
     assert mpnn_weights_path().name == "v_48_020.pt" and mpnn_weights_path().parent.name == "vanilla_model_weights"
-    with pytest.raises(NotImplementedError, match=MULTIFLOW_IF):
-        create_inverse_folding_oracle(MULTIFLOW_IF)
+    with pytest.raises(MissingWeightsError, match="no-such.pt"):  # the built-in oracle loads a real checkpoint
+        create_inverse_folding_oracle(MULTIFLOW_IF, checkpoint="no-such.pt")
     with pytest.raises(Exception, match="v_99_999"):
         mpnn_weights_path("v_99_999")
     monkeypatch.setitem(sys.modules, "proteinmpnn", None)  # as if it were not installed
