@@ -28,8 +28,8 @@ import numpy as np
 
 from multiflow.data.chain import ProteinChain
 from multiflow.errors import BadStructureError, ConfigError
-from multiflow.evaluation.folding import FOLDING_ORACLES, MULTIFLOW_FOLD, FoldResult, clean_sequences
-from multiflow.evaluation.inverse_folding import INVERSE_FOLDING_ORACLES, MULTIFLOW_IF, Design
+from multiflow.evaluation.folding import MULTIFLOW_FOLD, FoldResult, clean_sequences
+from multiflow.evaluation.inverse_folding import MULTIFLOW_IF, Design
 
 logger = logging.getLogger(__name__)
 
