@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from multiflow.models.graph import NeighbourGraph, gather_nodes
+from multiflow.models.graph import NeighbourGraph
 
 __all__ = ["InvariantPointAttention"]
 

@@ -273,7 +273,7 @@ def test_writes_are_atomic(tmp_path, messy_pdb, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(mio.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)  # every module sees the failing replace
     with pytest.raises(OSError, match="disk full"):
         write_pdb([chain.select([0])], target)
     assert target.read_text() == before
