@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from multiflow.flows.interpolant import NoisyBatch
 from multiflow.geometry.rigid import Rigid
-from multiflow.models.denoiser import Denoiser, DenoiserInput
+from multiflow.models.denoiser import Denoiser, DenoiserInput, DenoiserOutput
 from multiflow.sampling.solver import Conditioning, FlowState, Prediction
 
 
@@ -41,11 +41,26 @@ class DenoiserFlowModel(nn.Module):
     ) -> Prediction:
         if conditioning is not None:  # at sampling time the solver's conditioning says what is given
             fixed_structure, fixed_sequence = conditioning.fixed_structure, conditioning.fixed_sequence
+        out = self.denoise(state, t, res_mask, residue_index, chain_index, self_condition,
+                           fixed_structure, fixed_sequence)
+        return Prediction(trans_1=out.trans, rots_1=out.rots, logits=out.aa_logits)
+
+    def denoise(
+        self,
+        state: FlowState,
+        t: dict[str, Tensor],
+        res_mask: Tensor,
+        residue_index: Tensor,
+        chain_index: Tensor | None = None,
+        self_condition: Prediction | None = None,
+        fixed_structure: Tensor | None = None,
+        fixed_sequence: Tensor | None = None,
+    ) -> DenoiserOutput:
         sc_trans = sc_aa = None
         if self_condition is not None:
             sc_trans = self_condition.trans_1.detach()
             sc_aa = torch.softmax(self_condition.logits[..., :20].detach().float(), dim=-1)
-        out = self.denoiser(DenoiserInput(
+        inp = DenoiserInput(
             frames=Rigid(rots=state.rots, trans=state.trans),
             aatype=state.aatype,
             t_trans=t["trans"],
@@ -58,8 +73,8 @@ class DenoiserFlowModel(nn.Module):
             self_cond_aa=sc_aa,
             fixed_structure=fixed_structure,
             fixed_sequence=fixed_sequence,
-        ))
-        return Prediction(trans_1=out.trans, rots_1=out.rots, logits=out.aa_logits)
+        )
+        return self.denoiser(inp)
 
 
 def noisy_batch_inputs(noisy: NoisyBatch) -> tuple[FlowState, dict[str, Tensor], dict[str, Tensor]]:
