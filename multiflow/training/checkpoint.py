@@ -76,6 +76,7 @@ def export_checkpoint(source: str | Path, out: str | Path, **meta: Any) -> Path:
     os.close(fd)
     try:
         torch.save(data, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a shipped model must be readable by everyone
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
