@@ -5,10 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from multiflow.errors import MissingWeightsError
-
 from multiflow.constants import CA_IDX
-from multiflow.errors import BadSequenceError, BadStructureError, ConfigError
+from multiflow.errors import (
+    BadSequenceError,
+    BadStructureError,
+    ConfigError,
+    MissingWeightsError,
+)
 from multiflow.evaluation.folding import (
     FOLDING_ORACLES,
     MULTIFLOW_FOLD,

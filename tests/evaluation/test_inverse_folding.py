@@ -6,12 +6,10 @@ import sys
 
 import numpy as np
 import pytest
-
-from multiflow.errors import MissingWeightsError
 import torch
 
 from multiflow.constants import RESTYPES
-from multiflow.errors import BadStructureError, ConfigError
+from multiflow.errors import BadStructureError, ConfigError, MissingWeightsError
 from multiflow.evaluation.inverse_folding import (
     INVERSE_FOLDING_ORACLES,
     MULTIFLOW_IF,
