@@ -43,6 +43,8 @@ class DenoiserConfig:
     rbf_max_nm: float = 2.0  # largest RBF centre, nm (20 Å)
     max_rel_pos: int = 32  # relative sequence offsets clipped to ±this
     edge_orientation: bool = True  # add R_iᵀ(x_j - x_i) direction and R_iᵀR_j to edge features
+    edge_atom_distances: bool = False  # add RBFs of the 16 distances between the ideal N, CA, C,
+    #   CB of residue i and of residue j (ProteinMPNN-style); zero-initialised projection
     edge_update: bool = True  # update edge features between blocks (with current distances)
     self_condition: bool = True  # accept previous predictions (translations, aa probabilities)
     graph_from_self_cond: bool = True  # neighbours near in the noisy OR the self-cond structure

@@ -8,6 +8,7 @@ Edge features (per graph edge i -> j, so [B, N, K, C_z], never [B, N, N] unless 
 is dense): relative sequence position (clipped, with an "other chain" bucket), Gaussian RBF
 of the CA-CA distance of the noisy frames and of the self-conditioning prediction, the
 direction of j seen from frame i and the relative rotation R_iᵀR_j (all SE(3)-invariant),
+optionally RBFs of the 16 distances between the ideal N, CA, C, CB atoms of the two frames,
 plus projections of the two end nodes' features.
 """
 
@@ -18,7 +19,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from multiflow.constants import NUM_AA
+from multiflow.constants import NUM_AA, TRANS_SCALE
+from multiflow.geometry.backbone import ideal_cb, ideal_local_backbone
 from multiflow.models.config import DenoiserConfig
 from multiflow.models.graph import NeighbourGraph, gather_nodes
 
@@ -109,6 +111,25 @@ class NodeEmbedder(nn.Module):
         return s * residue_mask[..., None]
 
 
+def local_backbone_nm() -> Tensor:
+    """[4, 3] ideal N, CA, C, CB positions in the residue frame, nm (CA at the origin)."""
+    ncac = ideal_local_backbone(torch.float64)  # [3, 3] Å
+    cb = ideal_cb(ncac[0], ncac[1], ncac[2])  # [3] Å
+    return (torch.cat([ncac, cb[None]], dim=0) / TRANS_SCALE).float()
+
+
+def atom_pair_distances(rots: Tensor, trans: Tensor, graph: NeighbourGraph, local: Tensor) -> Tensor:
+    """Distances between the A frame-attached atoms of i and of j per edge -> [B, N, K, A*A] (nm).
+
+    ``local [A, 3]`` holds the atoms in the residue frame; pairs are ordered (atom of i, atom of j).
+    Depends only on relative positions, so it is SE(3)-invariant.
+    """
+    atoms = torch.einsum("bnij,aj->bnai", rots, local.to(rots)) + trans[:, :, None]  # [B, N, A, 3]
+    atoms_j = gather_nodes(atoms, graph)  # [B, N, K, A, 3]
+    diff = atoms[:, :, None, :, None] - atoms_j[:, :, :, None]  # [B, N, K, A, A, 3]
+    return safe_norm(diff).flatten(-2)  # [B, N, K, A*A]
+
+
 class EdgeEmbedder(nn.Module):
     """Invariant pair features on the graph's edges -> z [B, N, K, C_z]."""
 
@@ -119,6 +140,12 @@ class EdgeEmbedder(nn.Module):
         self.relpos = nn.Embedding(2 * cfg.max_rel_pos + 2, c_z)
         geo_dim = cfg.num_rbf * (2 if cfg.self_condition else 1) + (12 if cfg.edge_orientation else 0)
         self.geo = nn.Linear(geo_dim, c_z)
+        if cfg.edge_atom_distances:
+            self.register_buffer("local_atoms", local_backbone_nm(), persistent=False)  # [4, 3] nm
+            # zero-initialised: a model warm-started from weights without these features starts
+            # out computing exactly what it computed before
+            self.atom_geo = nn.Linear(16 * cfg.num_rbf, c_z, bias=False)
+            nn.init.zeros_(self.atom_geo.weight)
         self.node_i = nn.Linear(cfg.node_dim, c_z, bias=False)
         self.node_j = nn.Linear(cfg.node_dim, c_z, bias=False)
         self.mlp = nn.Sequential(nn.ReLU(), nn.Linear(c_z, c_z), nn.ReLU(), nn.Linear(c_z, c_z))
@@ -150,6 +177,9 @@ class EdgeEmbedder(nn.Module):
             rel_rot = torch.einsum("bnji,bnkjl->bnkil", rots, gather_nodes(rots, graph))  # [B, N, K, 3, 3]
             geo += [direction, rel_rot.flatten(-2)]  # + [B, N, K, 3], [B, N, K, 9]
         z = self.geo(torch.cat(geo, dim=-1))  # [B, N, K, C_z]
+        if cfg.edge_atom_distances:
+            pair = atom_pair_distances(rots, trans, graph, self.local_atoms)  # [B, N, K, 16] nm
+            z = z + self.atom_geo(rbf(pair, cfg.rbf_max_nm, cfg.num_rbf).flatten(-2))  # [B, N, K, C_z]
         z = z + self.relpos(relative_position(residue_index, chain_index, graph, cfg.max_rel_pos))
         z = z + self.node_i(s)[:, :, None] + gather_nodes(self.node_j(s), graph)  # [B, N, K, C_z]
         z = self.norm(z + self.mlp(z))  # [B, N, K, C_z]

@@ -42,15 +42,44 @@ def resolve_resume(cfg: DictConfig) -> str | None:
     return str(path)
 
 
+# Model switches whose new parameters start at zero (the model computes what it computed
+# before), so a warm start may turn them on: the missing weights are then the only ones not loaded.
+ADDITIVE_SWITCHES = ("edge_atom_distances",)
+
+
 def warm_start(module, path: str) -> None:
-    """Load denoiser weights from a checkpoint (slim or Lightning) before training; the optimiser starts fresh."""
+    """Load denoiser weights from a checkpoint (slim or Lightning) before training; the optimiser starts fresh.
+
+    The model config must match the checkpoint's, except that switches in ``ADDITIVE_SWITCHES``
+    may go from off to on.
+    """
     from multiflow.errors import ConfigError
     from multiflow.training.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(path, device="cpu")
-    if loaded.config["model"] != module.run_config["model"]:
-        raise ConfigError(f"init_from={path} was trained with a different model config; use the same model group")
-    module.model.denoiser.load_state_dict(loaded.model.denoiser.state_dict())
+    import dataclasses
+
+    from multiflow.models.config import DenoiserConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(DenoiserConfig)}  # keys older configs lack
+    old = {**defaults, **dict(loaded.config["model"])}
+    new = {**defaults, **dict(module.run_config["model"])}
+    added = [k for k in ADDITIVE_SWITCHES if new.get(k) and not old.get(k, False)]
+    for key in added:
+        old[key] = new[key]
+    if old != new:
+        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ConfigError(
+            f"init_from={path} was trained with a different model config (differs in {differ}); use the same "
+            f"model group (only {list(ADDITIVE_SWITCHES)} may be switched on in a warm start)"
+        )
+    denoiser = module.model.denoiser
+    missing, unexpected = denoiser.load_state_dict(loaded.model.denoiser.state_dict(), strict=not added)
+    state = denoiser.state_dict()
+    if unexpected or any(bool(state[name].any()) for name in missing):  # only zero-initialised weights may be new
+        raise ConfigError(f"init_from={path}: weights do not fit the model (missing {missing}, unexpected {unexpected})")
+    if added:
+        print(f"warm start from {path}: switched on {added} (new weights start at zero: {missing})")
 
 
 def run(cfg: DictConfig) -> Path:

@@ -184,3 +184,48 @@ def test_fixed_flags_reach_the_model_and_default_to_zero():
         out_motif = model(inp.replace(fixed_structure=motif))
     torch.testing.assert_close(out_default.aa_logits, out_zero.aa_logits)
     assert not torch.allclose(out_motif.aa_logits, out_default.aa_logits)
+
+
+def _with_random_atom_features(model: Denoiser) -> Denoiser:
+    with torch.no_grad():
+        model.edge_embedder.atom_geo.weight.normal_(0.0, 0.1)  # zero at init; randomise to test it
+    return model
+
+
+@pytest.mark.parametrize("attention", ["sparse", "dense"])
+def test_atom_distance_edge_features_keep_se3_invariance(attention):
+    model = _with_random_atom_features(tiny_model(attention=attention, edge_atom_distances=True))
+    _check_equivariant(model, random_input(), atol=2e-5)
+    model64 = _with_random_atom_features(tiny_model(dtype=torch.float64, edge_atom_distances=True))
+    _check_equivariant(model64, random_input(dtype=torch.float64), atol=1e-12)
+
+
+def test_atom_distance_features_start_as_a_no_op_for_warm_starts():
+    """Loading weights trained without the feature reproduces the old model exactly."""
+    old = tiny_model(seed=3)
+    new = tiny_model(seed=4, edge_atom_distances=True)
+    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    assert missing == ["edge_embedder.atom_geo.weight"] and unexpected == []
+    inp = random_input()
+    with torch.no_grad():
+        torch.testing.assert_close(new(inp).aa_logits, old(inp).aa_logits, atol=0, rtol=0)
+        _with_random_atom_features(new)
+        assert (new(inp).aa_logits - old(inp).aa_logits).abs().max() > 1e-3  # and it is really used
+
+
+def test_atom_pair_distances_match_backbone_atoms_built_from_frames():
+    from multiflow.geometry.backbone import frames_to_backbone, ideal_cb
+    from multiflow.models.embedders import atom_pair_distances, local_backbone_nm
+    from multiflow.models.graph import knn_graph
+
+    inp = random_input(batch=1, length=10, dtype=torch.float64)
+    rots, trans = inp.frames.rots, inp.frames.trans  # nm
+    graph = knn_graph(trans, inp.residue_mask, k=4, seq_window=1)
+    got = atom_pair_distances(rots, trans, graph, local_backbone_nm().double())  # [1, 10, K, 16]
+    bb = frames_to_backbone(Rigid(rots, trans * 10.0))  # Å, [1, 10, 4, 3] N CA C O
+    atoms = torch.stack([bb[..., 0, :], bb[..., 1, :], bb[..., 2, :], ideal_cb(bb[..., 0, :], bb[..., 1, :], bb[..., 2, :])], dim=-2)
+    for i in range(10):
+        for k, j in enumerate(graph.idx[0, i].tolist()):
+            want = torch.cdist(atoms[0, i], atoms[0, j]).flatten() / 10.0  # nm, (atom of i, atom of j)
+            want = torch.sqrt(want**2 + 1e-8)  # safe_norm's epsilon (gives self-edges a finite gradient)
+            torch.testing.assert_close(got[0, i, k], want, atol=1e-7, rtol=0)  # local atoms are float32

@@ -99,6 +99,13 @@ def test_export_and_load_checkpoint(processed, tmp_path):
     other = _build(compose_config("train", _overrides(processed, tmp_path / "w2", "model=cpu_small")))
     with pytest.raises(ConfigError, match="different model config"):
         warm_start(other, str(slim))
+    # switching on a zero-initialised feature is allowed: every old weight loads, the new one stays 0
+    grown = _build(compose_config("train", _overrides(processed, tmp_path / "w3", "model.edge_atom_distances=true")))
+    warm_start(grown, str(slim))
+    grown_state = grown.model.denoiser.state_dict()
+    assert not grown_state["edge_embedder.atom_geo.weight"].any()
+    for key, value in b.model.denoiser.state_dict().items():
+        assert torch.equal(grown_state[key], value)
     with pytest.raises(MissingWeightsError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
