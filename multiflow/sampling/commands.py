@@ -174,7 +174,7 @@ def _run(name: str, args: argparse.Namespace, argv: list[str]) -> int:
 def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:
     from multiflow.data.io import read_structure
     from multiflow.sampling.contigs import compress_labels, parse_bias
-    from multiflow.sampling.tasks import select_inverse
+    from multiflow.sampling.selection import select_inverse
 
     if args.num_seq_per_target is not None and args.number_of_batches is not None:
         raise ConfigError("give --num_seq_per_target (total) or --number_of_batches (x --batch_size), not both")

@@ -3,8 +3,8 @@
 A :class:`Problem` says what one design fixes and to which values; :func:`run_problems` packs
 problems into batches of at most ``max_tokens`` = B × N_max residues (and ``batch_size``), runs
 the solver once per batch with a model wrapped by :class:`GuidedModel` (logit bias/omit, the
-per-residue "given" flags), and returns one :class:`Sample` per problem. See tasks.py for the
-coordinate convention and the definition of ``score``.
+per-residue "given" flags), and returns one :class:`Sample` per problem. See assembly.py for the
+coordinate convention and tasks.py for the definition of ``score``.
 """
 
 from __future__ import annotations

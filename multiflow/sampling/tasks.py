@@ -5,12 +5,11 @@ Every task is a pure function of a :class:`~multiflow.training.checkpoint.Loaded
 sequences, contigs), returning a :class:`DesignSet`. They all reduce to one engine: a list of
 :class:`Problem` (what is fixed, to which values) sampled by the joint Euler solver, many designs
 per forward pass, in batches of at most ``max_tokens`` = B × N_max residues (and ``batch_size``).
+Problems are built and samples turned back into chains by :mod:`multiflow.sampling.assembly`;
+inverse folding's residue selections are resolved by :mod:`multiflow.sampling.selection`.
 
-Coordinates: the solver works in the interpolant's centring convention (centre of the fixed
-residues at the origin, else the centre of all residues). Outputs are moved back to the input's
-frame, so a motif or a fixed backbone sits exactly where it was in the user's file; fixed residues
-are written with the input's own atoms (side chains too where the sequence is kept), generated
-residues with N, CA, C, O from the frames and an ideal CB.
+Coordinates: outputs are in the input's frame, so a motif or a fixed backbone sits exactly where
+it was in the user's file (see :mod:`multiflow.sampling.assembly`).
 
 Reproducibility: one seeded generator per call; the same seed, inputs, settings and
 ``max_tokens``/``batch_size`` give the same designs (batching changes the random stream).
@@ -23,140 +22,31 @@ visible (one extra forward per batch; lower is better; over all residues when no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from multiflow.constants import C_IDX, CA_IDX, CB_IDX, N_IDX, NUM_ATOMS, O_IDX, RESTYPES, UNK_TOKEN
-from multiflow.data.batch import ChainExample, collate
+from multiflow.constants import C_IDX, CA_IDX, N_IDX, RESTYPES, UNK_TOKEN
+from multiflow.data.batch import collate
 from multiflow.data.chain import ProteinChain
 from multiflow.errors import BadSequenceError, ConfigError
-from multiflow.geometry.backbone import backbone_to_atom37, ideal_cb
-from multiflow.geometry.rigid import Rigid
 from multiflow.geometry.superposition import aligned_rmsd
+from multiflow.sampling.assembly import (
+    Assembly, assemble, chain_layout, frames_from_chain, fresh_assembly, make_problem, model_residue_index,
+    trajectory_chains,
+)
 from multiflow.sampling.contigs import (
-    ContigLayout, check_length, format_labels, parse_bias, parse_chain_ids, parse_contigs, parse_length_range,
-    parse_lengths, parse_partial, resolve_motifs, resolve_residues, safe_name, sample_layout, split_chains,
-    tokens_for, unique_names,
+    ContigLayout, check_length, parse_bias, parse_contigs, parse_length_range, parse_lengths, parse_partial,
+    resolve_motifs, safe_name, sample_layout, split_chains, tokens_for, unique_names,
 )
 from multiflow.sampling.engine import (  # noqa: F401  (re-exported: the engine's records are part of the task API)
     BatchCallback, GuidedModel, Problem, Sample, model_device, plan_batches, run_problems, sequence_nll,
 )
 from multiflow.sampling.outputs import Design, DesignSet
+from multiflow.sampling.selection import InverseSelection, select_inverse
 from multiflow.sampling.solver import Conditioning, FlowState, SolverConfig
-
-CHAIN_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-
-
-# --- building problems and chains ----------------------------------------------------------------
-def frames_from_chain(chain: ProteinChain, positions: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """CA positions [M, 3] Å and frame rotations [M, 3, 3] of residues (N, CA, C must be present)."""
-    x = torch.from_numpy(chain.atom_positions[list(positions)][:, [N_IDX, CA_IDX, C_IDX]]).double()
-    rigid = Rigid.from_backbone(x[:, 0], x[:, 1], x[:, 2])
-    return x[:, 1].float().numpy(), rigid.rots.float().numpy()
-
-
-def model_residue_index(chain: ProteinChain, positions: Sequence[int]) -> np.ndarray:
-    """Author numbers made strictly increasing across insertion codes (52, 52A, 52B -> 52, 53, 54; later +2)."""
-    nums = chain.residue_index[list(positions)]
-    icode = chain.insertion_code[list(positions)] != ""
-    return (nums + np.cumsum(icode)).astype(np.int64)
-
-
-def make_problem(name: str, aatype: np.ndarray, residue_index: np.ndarray, chain_index: np.ndarray,
-                 fixed_structure: np.ndarray, fixed_sequence: np.ndarray, designed: np.ndarray,
-                 trans: np.ndarray | None = None, rots: np.ndarray | None = None) -> Problem:
-    n = len(aatype)
-    trans = np.zeros((n, 3), np.float32) if trans is None else trans.astype(np.float32)
-    rots = np.broadcast_to(np.eye(3, dtype=np.float32), (n, 3, 3)).copy() if rots is None else rots
-    example = ChainExample(name=name, aatype=np.asarray(aatype, np.int64), trans=trans, rots=rots.astype(np.float32),
-                           res_mask=np.ones(n, bool), residue_index=np.asarray(residue_index, np.int64),
-                           chain_index=np.asarray(chain_index, np.int64))
-    masks = (np.asarray(m, bool) for m in (fixed_structure, fixed_sequence, designed))
-    return Problem(example, *masks)
-
-
-@dataclass(frozen=True)
-class Assembly:
-    """How a Sample becomes chains: per residue its output chain/numbering and, if fixed, its input atoms."""
-
-    chain_ids: tuple[str, ...]  # output chain id per chain_index value
-    chain_index: np.ndarray  # [N]
-    residue_index: np.ndarray  # [N] author numbering for the output
-    insertion_code: np.ndarray  # [N] str
-    source: tuple[tuple[ProteinChain, int] | None, ...]  # [N] input residue whose atoms are copied
-    full_atoms: np.ndarray  # [N] bool: copy side chains too (sequence kept)
-    shift: np.ndarray  # [3] Å added to generated coordinates (back to the input's frame)
-
-
-def assemble(sample: Sample, asm: Assembly, name: str) -> tuple[ProteinChain, ...]:
-    """Chains of one design: generated backbone + ideal CB; fixed residues with the input's atoms."""
-    bb = torch.from_numpy(sample.backbone + asm.shift[None, None].astype(np.float32))
-    pos37, mask37 = (a.numpy().copy() for a in backbone_to_atom37(bb, torch.from_numpy(sample.aatype)))
-    rebuild_cb = []
-    for i, src in enumerate(asm.source):
-        if src is None:
-            continue
-        chain, p = src
-        atoms, present = chain.atom_positions[p], chain.atom_mask[p]
-        if asm.full_atoms[i] and chain.aatype[p] == sample.aatype[i]:
-            pos37[i], mask37[i] = atoms, present
-            continue
-        slots = [s for s in (N_IDX, CA_IDX, C_IDX, O_IDX) if present[s]]
-        pos37[i, slots] = atoms[slots]
-        rebuild_cb.append(i)
-    if rebuild_cb:  # ideal CB on the input's N, CA, C for the (possibly new) identity
-        x = torch.from_numpy(pos37[rebuild_cb])
-        pos37[rebuild_cb, CB_IDX] = ideal_cb(x[:, N_IDX], x[:, CA_IDX], x[:, C_IDX]).numpy()
-        pos37[~mask37] = 0.0
-    bfac = np.zeros(len(sample.aatype), np.float32) if sample.confidence is None else 100.0 * sample.confidence
-    return _split(sample.aatype, pos37, mask37, bfac, asm, name)
-
-
-def _split(aatype: np.ndarray, pos37: np.ndarray, mask37: np.ndarray, bfac: np.ndarray, asm: Assembly,
-           name: str) -> tuple[ProteinChain, ...]:
-    chains = []
-    for c, cid in enumerate(asm.chain_ids):
-        sel = np.flatnonzero(asm.chain_index == c)
-        if sel.size:
-            chains.append(ProteinChain(
-                aatype=aatype[sel], atom_positions=pos37[sel], atom_mask=mask37[sel],
-                residue_index=asm.residue_index[sel], insertion_code=asm.insertion_code[sel],
-                b_factors=np.repeat(bfac[sel, None], NUM_ATOMS, axis=1), chain_id=cid, name=name,
-            ))
-    return tuple(chains)
-
-
-def trajectory_chains(sample: Sample, asm: Assembly, name: str) -> tuple[tuple[ProteinChain, ...], ...] | None:
-    """x_t at the saved steps as backbone-only chains (N, CA, C, O) with the final sequence."""
-    if sample.trajectory is None:
-        return None
-    n = len(sample.aatype)
-    mask37 = np.zeros((n, NUM_ATOMS), bool)
-    mask37[:, [N_IDX, CA_IDX, C_IDX, O_IDX]] = True
-    frames = []
-    for bb in sample.trajectory:
-        pos37 = np.zeros((n, NUM_ATOMS, 3), np.float32)
-        pos37[:, [N_IDX, CA_IDX, C_IDX, O_IDX]] = bb + asm.shift[None, None]
-        frames.append(_split(sample.aatype, pos37, mask37, np.zeros(n, np.float32), asm, name))
-    return tuple(frames)
-
-
-def chain_layout(lengths: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Residue numbering 1..L per chain and chain index for chains of the given lengths."""
-    res = np.concatenate([np.arange(1, n + 1) for n in lengths]).astype(np.int64)
-    idx = np.concatenate([np.full(n, k) for k, n in enumerate(lengths)]).astype(np.int64)
-    return res, idx
-
-
-def fresh_assembly(lengths: Sequence[int]) -> Assembly:
-    res, idx = chain_layout(lengths)
-    n = len(res)
-    return Assembly(tuple(CHAIN_IDS[: len(lengths)]), idx, res, np.full(n, "", dtype="<U1"), (None,) * n,
-                    np.zeros(n, bool), np.zeros(3, np.float32))
-
 
 def _common(kw: dict[str, Any]) -> dict[str, Any]:
     """The engine keywords a task passes through (anything else is a caller's typo)."""
@@ -253,76 +143,6 @@ def fold(loaded: Any, solver_config: SolverConfig, sequences: str | Sequence[str
 
 
 # --- inverse folding ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class InverseSelection:
-    """Which residues of each input chain are designed, and which are kept in the model input."""
-
-    designed: tuple[np.ndarray, ...]  # per chain [L] bool
-    kept: tuple[np.ndarray, ...]  # per chain [L] bool, N/CA/C present
-    designed_chains: tuple[str, ...]
-    report: dict[str, Any]
-
-
-def select_inverse(chains: Sequence[ProteinChain], chains_to_design: Any = None, fixed_residues: Any = None,
-                   redesigned_residues: Any = None) -> InverseSelection:
-    """Resolve LigandMPNN-style selections (exact labels; unknown or overlapping ones raise ConfigError)."""
-    explicit = parse_chain_ids(chains_to_design, chains, "--chains_to_design")
-    design_ids = explicit or [c.chain_id for c in chains]
-    fixed = resolve_residues(fixed_residues, chains, "--fixed_residues")
-    redesigned = resolve_residues(redesigned_residues, chains, "--redesigned_residues")
-    overlap = [r.label for r in fixed if r.label in {x.label for x in redesigned}]
-    if overlap:
-        raise ConfigError(f"--fixed_residues and --redesigned_residues overlap at {format_labels(overlap, 10)}; "
-                          "a residue is either fixed or redesigned")
-    designed = [np.zeros(c.length, bool) for c in chains]
-    if redesigned:
-        outside = [r.label for r in redesigned if chains[r.chain].chain_id not in design_ids]
-        if outside:
-            raise ConfigError(f"--redesigned_residues {format_labels(outside, 10)} lie in chains that "
-                              f"--chains_to_design ({','.join(design_ids)}) leaves fixed")
-        for r in redesigned:
-            designed[r.chain][r.position] = True
-    else:
-        for k, c in enumerate(chains):
-            designed[k][:] = c.chain_id in design_ids
-        for r in fixed:
-            designed[r.chain][r.position] = False
-    kept = [c.backbone_mask.copy() for c in chains]
-    no_bb = [r.label for r in redesigned if not kept[r.chain][r.position]]
-    if no_bb:
-        raise ConfigError(f"--redesigned_residues {format_labels(no_bb, 10)} lack N, CA or C atoms and cannot "
-                          "be designed")
-    labels = [c.residue_labels() for c in chains]
-    in_context = [r.label for r in fixed if chains[r.chain].chain_id not in design_ids]
-    dropped = [lab for k in range(len(chains)) for lab, ok in zip(labels[k], kept[k]) if not ok]
-    designed = [d & m for d, m in zip(designed, kept)]
-    if not any(d.any() for d in designed):
-        raise ConfigError("nothing to design: every residue of the designed chains is fixed or lacks backbone atoms")
-    pick = lambda masks: [lab for k in range(len(chains)) for lab, on in zip(labels[k], masks[k]) if on]  # noqa: E731
-    in_design = [np.full(c.length, c.chain_id in design_ids) & kept[k] & ~designed[k] for k, c in enumerate(chains)]
-    unknown = [lab for k, c in enumerate(chains) for lab, on, aa in zip(labels[k], kept[k] & ~designed[k], c.aatype)
-               if on and aa == UNK_TOKEN]
-    report = {
-        "designed_chains": [c.chain_id for c in chains if c.chain_id in design_ids],
-        "fixed_chains": [c.chain_id for c in chains if c.chain_id not in design_ids],
-        "designed_residues": pick(designed),
-        "fixed_residues": pick(in_design),
-        "dropped_residues": dropped,
-        "unknown_fixed_residues": unknown,
-        "notes": [],
-    }
-    if dropped:
-        report["notes"].append(f"{len(dropped)} residue(s) lack N, CA or C and are left out of the model input and of "
-                               f"every output (PDB and FASTA): {format_labels(dropped, 20)}")
-    if in_context:
-        report["notes"].append(f"--fixed_residues {format_labels(in_context, 10)} lie in context chains, which are "
-                               "fixed anyway")
-    if unknown:
-        report["notes"].append(f"{len(unknown)} fixed residue(s) have an unknown identity and stay 'X' in the output: "
-                               f"{format_labels(unknown, 20)}")
-    return InverseSelection(tuple(designed), tuple(kept), tuple(report["designed_chains"]), report)
-
-
 def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[ProteinChain], *,
                  chains_to_design: Any = None, fixed_residues: Any = None, redesigned_residues: Any = None,
                  bias_aa: Any = None, omit_aa: Any = None, number_of_batches: int = 1, batch_size: int = 1,
@@ -343,23 +163,8 @@ def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[Prot
     sel = select_inverse(chains, chains_to_design, fixed_residues, redesigned_residues)
     bias = parse_bias(bias_aa, omit_aa)
     present = [k for k in range(len(chains)) if sel.kept[k].any()]
-    pos = {k: np.flatnonzero(sel.kept[k]) for k in present}
-    total = sum(len(p) for p in pos.values())
-    check_length(total, f"structure {name}", allow_long)
-    frames = [frames_from_chain(chains[k], pos[k]) for k in present]
-    aatype = np.concatenate([chains[k].aatype[pos[k]] for k in present])
-    designed = np.concatenate([sel.designed[k][pos[k]] for k in present])
-    res = np.concatenate([model_residue_index(chains[k], pos[k]) for k in present])
-    idx = np.concatenate([np.full(len(pos[k]), j) for j, k in enumerate(present)])
-    trans, rots = np.concatenate([f[0] for f in frames]), np.concatenate([f[1] for f in frames])
-    problem = make_problem(name, aatype, res, idx, np.ones(total, bool), ~designed, designed, trans, rots)
-    asm = Assembly(
-        chain_ids=tuple(chains[k].chain_id for k in present), chain_index=idx,
-        residue_index=np.concatenate([chains[k].residue_index[pos[k]] for k in present]),
-        insertion_code=np.concatenate([chains[k].insertion_code[pos[k]] for k in present]),
-        source=tuple((chains[k], int(p)) for k in present for p in pos[k]), full_atoms=~designed,
-        shift=trans.mean(0),
-    )
+    problem, asm = _inverse_problem(chains, sel, present, name, allow_long)
+    aatype, designed = problem.example.aatype, problem.designed
     problems = [problem] * (num_sequences or number_of_batches * batch_size)
     samples = run_problems(loaded, solver_config, problems, seed=seed, bias=bias, batch_size=batch_size,
                            **_common(engine))
@@ -378,6 +183,29 @@ def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[Prot
     biases = None if bias is None else {a: float(b) for a, b in zip(RESTYPES, bias) if b}
     report = {"target": name, **sel.report, "bias_AA": biases}
     return DesignSet("inverse_fold", tuple(designs), native=native, report=report)
+
+
+def _inverse_problem(chains: Sequence[ProteinChain], sel: InverseSelection, present: Sequence[int], name: str,
+                     allow_long: bool) -> tuple[Problem, Assembly]:
+    """The kept residues of the chains with any (whole structure fixed, designed residues sampled)."""
+    pos = {k: np.flatnonzero(sel.kept[k]) for k in present}
+    total = sum(len(p) for p in pos.values())
+    check_length(total, f"structure {name}", allow_long)
+    frames = [frames_from_chain(chains[k], pos[k]) for k in present]
+    aatype = np.concatenate([chains[k].aatype[pos[k]] for k in present])
+    designed = np.concatenate([sel.designed[k][pos[k]] for k in present])
+    res = np.concatenate([model_residue_index(chains[k], pos[k]) for k in present])
+    idx = np.concatenate([np.full(len(pos[k]), j) for j, k in enumerate(present)])
+    trans, rots = np.concatenate([f[0] for f in frames]), np.concatenate([f[1] for f in frames])
+    problem = make_problem(name, aatype, res, idx, np.ones(total, bool), ~designed, designed, trans, rots)
+    asm = Assembly(
+        chain_ids=tuple(chains[k].chain_id for k in present), chain_index=idx,
+        residue_index=np.concatenate([chains[k].residue_index[pos[k]] for k in present]),
+        insertion_code=np.concatenate([chains[k].insertion_code[pos[k]] for k in present]),
+        source=tuple((chains[k], int(p)) for k in present for p in pos[k]), full_atoms=~designed,
+        shift=trans.mean(0),
+    )
+    return problem, asm
 
 
 def _native_score(loaded: Any, problem: Problem, min_t: float) -> float:
