@@ -4,6 +4,16 @@ Token (discrete flow) terms follow ../shared/MATH.md: cross-entropy of the predi
 p_theta(a_1 | x_t) against the data token, over the positions that carry information (masking
 noise: masked positions only; uniform noise: every position), optionally weighted by the
 masked-diffusion (MDLM) ELBO weight d_kappa_t / (1 - kappa_t) (= 1/(1 - t) for kappa_t = t).
+
+Held-out likelihood bounds (``masked_nelbo``, ``uniform_nelbo``; ``token_nelbo`` picks one by the
+flow's noise) share one derivation. With c_t = d_kappa_t / (1 - kappa_t) and p̂ = p_theta(. | x_t),
+the model CTMC jumps position i from x_t^i to y != x_t^i at rate û = c_t p̂_i(y) (eta = 0; under
+masking only a MASK position moves), and the conditional process that ends at x1 jumps to x1^i at
+rate u = c_t 1[x_t^i != x1^i]; both start from the prior. The path-measure KL bounds the NLL:
+  -log p_theta(x1) <= int_0^1 E_{x_t ~ p_t(.|x1)} sum_i sum_{y != x_t^i} [û - u + u log(u/û)] dt,
+and the inner sum per position is c_t times
+  x_t^i != x1^i: -log p̂_i(x1^i) - p̂_i(x_t^i)      (p̂(MASK) = 0: masking gives -log p̂_i(x1^i))
+  x_t^i == x1^i: 1 - p̂_i(x1^i) (uniform noise);  0 (masking: a revealed token never moves).
 """
 
 from __future__ import annotations
@@ -27,20 +37,26 @@ if TYPE_CHECKING:
     from multiflow.flows.interpolant import NoisyBatch
 
 
-def _token_cross_entropy(logits: Tensor, x1: Tensor, counted: Tensor, vocab_size: int) -> Tensor:
-    """-log softmax(logits)[x1] over the S data tokens, [B, N]; zero where not ``counted``."""
+def _data_log_probs(logits: Tensor, shape: torch.Size, vocab_size: int, dtype: torch.dtype) -> Tensor:
+    """log softmax over the S data tokens, [B, N, S] in ``dtype``; a MASK column (index S) is dropped."""
     if logits.shape[-1] == vocab_size + 1:
         logits = logits[..., :vocab_size]  # MASK never carries mass
     elif logits.shape[-1] != vocab_size:
         raise ValueError(f"logits last dim must be S={vocab_size} (or S+1), got {logits.shape[-1]}")
-    if logits.shape[:2] != x1.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} do not match x1 {tuple(x1.shape)}")
+    if logits.shape[:2] != shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match the tokens {tuple(shape)}")
+    return torch.log_softmax(logits.to(dtype), dim=-1)
+
+
+def _token_cross_entropy(logits: Tensor, x1: Tensor, counted: Tensor, vocab_size: int) -> Tensor:
+    """-log softmax(logits)[x1] over the S data tokens, [B, N]; zero where not ``counted``."""
+    logp = _data_log_probs(logits, x1.shape, vocab_size, torch.float32)  # [B, N, S]
     bad = counted & ((x1 < 0) | (x1 >= vocab_size))
     if bad.any():
         raise ValueError(f"x1 has tokens outside 0..{vocab_size - 1} at counted positions "
                          f"(e.g. {int(x1[bad][0])}); exclude them with the mask")
     target = torch.where(counted, x1, torch.zeros_like(x1))
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, target[..., None]).squeeze(-1)  # [B, N]
+    logp = logp.gather(-1, target[..., None]).squeeze(-1)  # [B, N]
     return torch.where(counted, -logp, torch.zeros_like(logp))
 
 
@@ -76,19 +92,57 @@ def token_loss(flow: DiscreteFlow, logits: Tensor, x1: Tensor, x_t: Tensor, t: T
     }
 
 
-@torch.no_grad()
-def masked_nelbo(flow: DiscreteFlow, logits_fn: Callable[[Tensor, Tensor], Tensor], x1: Tensor, mask: Tensor, *,
-                 num_t_samples: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+NelboFn = Callable[[Tensor, Tensor], Tensor]  # logits_fn(x_t [B, N], t [B]) -> logits [B, N, S or S+1]
+
+
+def masked_nelbo(flow: DiscreteFlow, logits_fn: NelboFn, x1: Tensor, mask: Tensor, *, num_t_samples: int,
+                 generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """Monte-Carlo negative ELBO of masked (absorbing) discrete flow matching, in nats.
 
-    NELBO(x1) = E_{t~U(0,1)} [ d_kappa/(1-kappa) * sum over masked valid i of -log p_theta(x1_i | x_t) ],
-    estimated with ``num_t_samples`` stratified times per sequence (t_k = (k + u)/K, unbiased).
-    ``logits_fn(x_t [B, N], t [B]) -> logits [B, N, S]``. Padding (``mask`` False) is never masked
-    and never scored. Returns ``nats`` [B] (per sequence), ``nats_per_token`` (total nats / total
-    valid tokens) and ``bits_per_token``; divide total nats by ln 2 and by bytes for bits per byte.
+    NELBO(x1) = E_{t~U(0,1)} [ d_kappa/(1-kappa) * sum over masked valid i of -log p_theta(x1_i | x_t) ]
+    (the module docstring's bound for masking noise), estimated with ``num_t_samples`` stratified
+    times per sequence (t_k = (k + u)/K, unbiased). ``logits_fn(x_t [B, N], t [B]) -> logits [B, N, S]``.
+    Padding (``mask`` False) is never noised and never scored. Returns ``nats`` [B] (per sequence),
+    ``nats_per_token`` (total nats / total valid tokens) and ``bits_per_token``; divide total nats by
+    ln 2 and by bytes for bits per byte. ConfigError unless the flow has masking noise.
     """
-    if flow.noise != "mask":
-        raise ConfigError(f"masked_nelbo needs masking noise, the flow has {flow.noise!r}")
+    _check_noise(flow, "mask", "masked_nelbo")
+    return _mc_nelbo(flow, logits_fn, x1, mask, num_t_samples, generator)
+
+
+def uniform_nelbo(flow: DiscreteFlow, logits_fn: NelboFn, x1: Tensor, mask: Tensor, *, num_t_samples: int,
+                  generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """Monte-Carlo negative ELBO of discrete flow matching with uniform noise, in nats.
+
+    NELBO(x1) = E_{t~U(0,1)} E_{x_t} [ d_kappa/(1-kappa) * sum over valid i of
+      (x_t^i != x1^i: -log p̂_i(x1^i) - p̂_i(x_t^i);  x_t^i == x1^i: 1 - p̂_i(x1^i)) ]
+    (the module docstring's bound; p̂ = softmax(logits) over the S data tokens). Unlike masking it is
+    not tight even for the exact posterior. Finite only if the model becomes sure of the current
+    token as t -> 1 (1 - p̂_i(x_t^i) = O(1 - kappa_t), as the exact posterior is), which needs a
+    time-conditioned model; even then the estimate is heavy-tailed (rare terms ~ c_t log(1/(1 - kappa_t))
+    near t = 1), so use more t samples than for masking. Same arguments, estimator, padding handling
+    and returns as ``masked_nelbo``; ConfigError unless the flow has uniform noise.
+    """
+    _check_noise(flow, "uniform", "uniform_nelbo")
+    return _mc_nelbo(flow, logits_fn, x1, mask, num_t_samples, generator)
+
+
+def token_nelbo(flow: DiscreteFlow, logits_fn: NelboFn, x1: Tensor, mask: Tensor, *, num_t_samples: int,
+                generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    """``masked_nelbo`` or ``uniform_nelbo``, whichever matches ``flow.noise``."""
+    nelbo = {"mask": masked_nelbo, "uniform": uniform_nelbo}[flow.noise]
+    return nelbo(flow, logits_fn, x1, mask, num_t_samples=num_t_samples, generator=generator)
+
+
+def _check_noise(flow: DiscreteFlow, noise: str, name: str) -> None:
+    if flow.noise != noise:
+        raise ConfigError(f"{name} needs {noise!r} noise, the flow has {flow.noise!r}; use token_nelbo")
+
+
+@torch.no_grad()
+def _mc_nelbo(flow: DiscreteFlow, logits_fn: NelboFn, x1: Tensor, mask: Tensor, num_t_samples: int,
+              generator: torch.Generator | None) -> dict[str, Tensor]:
+    """The stratified-t Monte-Carlo estimate of the module docstring's bound, for either noise."""
     if not isinstance(num_t_samples, int) or num_t_samples < 1:
         raise ConfigError(f"num_t_samples must be a positive int, got {num_t_samples!r}")
     valid = mask.bool()
@@ -98,14 +152,26 @@ def masked_nelbo(flow: DiscreteFlow, logits_fn: Callable[[Tensor, Tensor], Tenso
     nats = torch.zeros(B, dtype=torch.float64, device=x1.device)
     for k in range(num_t_samples):
         t = (k + u) / num_t_samples  # [B] in [0, 1)
-        x_t = torch.where(valid, flow.sample_path(x1_safe, t, generator=generator), x1_safe)
-        counted = valid & (x_t == flow.mask_token)
-        ce = _token_cross_entropy(logits_fn(x_t, t), x1_safe, counted, flow.vocab_size).double()
-        w = jump_coefficient(flow.scheduler, t, min_denominator=1e-12)
-        nats += w * ce.sum(-1)
+        x_t = torch.where(valid, flow.sample_path(x1_safe, t, generator=generator), x1_safe)  # [B, N]
+        logp = _data_log_probs(logits_fn(x_t, t), x1.shape, flow.vocab_size, torch.float64)  # [B, N, S]
+        density = torch.where(valid, _path_kl_density(flow, logp, x_t, x1_safe), 0.0)  # [B, N], per unit c_t
+        c_t = jump_coefficient(flow.scheduler, t, min_denominator=1e-12)  # [B], 1/time
+        nats += c_t * density.sum(-1)
     nats = nats / num_t_samples
     per_token = nats.sum() / valid.sum().clamp_min(1)
     return {"nats": nats, "nats_per_token": per_token, "bits_per_token": per_token / math.log(2)}
+
+
+def _path_kl_density(flow: DiscreteFlow, logp: Tensor, x_t: Tensor, x1: Tensor) -> Tensor:
+    """sum_{y != x_t^i} [û - u + u log(u/û)] / c_t per position, [B, N] float64 (module docstring).
+
+    logp [B, N, S] = log p̂ over the data tokens; x_t, x1 [B, N] (x_t may be MASK = S).
+    """
+    lp_x1 = logp.gather(-1, x1[..., None]).squeeze(-1)  # log p̂_i(x1^i), [B, N]
+    if flow.noise == "mask":  # x_t^i is x1^i (frozen: no rate out) or MASK (p̂(MASK) = 0)
+        return torch.where(x_t == x1, torch.zeros_like(lp_x1), -lp_x1)
+    p_cur = logp.gather(-1, x_t[..., None]).squeeze(-1).exp()  # p̂_i(x_t^i), [B, N]
+    return torch.where(x_t == x1, -torch.expm1(lp_x1), -lp_x1 - p_cur)
 
 
 # --- structure terms ----------------------------------------------------------------------------

@@ -163,8 +163,7 @@ def text_eval(cfg: DictConfig) -> dict:
                     "trained_on": ck.meta["corpus"]}
     tb = ck.tokenizer.token_bytes()
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    if ck.flow.noise == "mask":
-        report["flow"] = flow_bits_per_byte(ck.model, ck.flow, seqs, tb, int(cfg.t_samples), int(cfg.batch_size), gen)
+    report["flow"] = flow_bits_per_byte(ck.model, ck.flow, seqs, tb, int(cfg.t_samples), int(cfg.batch_size), gen)
     if ar is not None:
         report["ar"] = ar_bits_per_byte(ar.model, seqs, tb, int(cfg.batch_size))
     index = None

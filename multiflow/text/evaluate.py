@@ -1,7 +1,8 @@
 """Honest evaluation of text models on held-out files.
 
-* :func:`flow_bits_per_byte` - Monte-Carlo negative ELBO (``flows.losses.masked_nelbo``) in
-  bits per byte: an UPPER bound on the model's NLL, with the number of t samples stated.
+* :func:`flow_bits_per_byte` - Monte-Carlo negative ELBO (``flows.losses.token_nelbo``: the
+  masking- or uniform-noise bound, by the flow's noise) in bits per byte: an UPPER bound on the
+  model's NLL, with the number of t samples stated.
 * :func:`ar_bits_per_byte` - exact NLL of the causal baseline on the same sequences.
 * :func:`sample_quality` - parse/compile rates, unigram entropy, distinct-n and the longest
   n-gram copied from the training split, for a set of token sequences (samples or, as a
@@ -18,7 +19,7 @@ import torch
 from torch import nn
 
 from multiflow.flows.discrete import DiscreteFlow
-from multiflow.flows.losses import masked_nelbo
+from multiflow.flows.losses import token_nelbo
 from multiflow.text.metrics import NGramIndex, bits_per_byte, distinct_n, python_validity, unigram_entropy
 from multiflow.text.sampling import sample_tokens
 
@@ -31,13 +32,13 @@ def _batches(seqs: torch.Tensor, batch_size: int):
 @torch.no_grad()
 def flow_bits_per_byte(model: nn.Module, flow: DiscreteFlow, seqs: torch.Tensor, token_bytes: np.ndarray,
                        t_samples: int = 8, batch_size: int = 16, generator: torch.Generator | None = None) -> dict:
-    """NELBO of ``seqs [N, L]`` in bits per byte (and per token). Requires masking noise."""
+    """NELBO of ``seqs [N, L]`` in bits per byte (and per token), for masking or uniform noise."""
     model.eval()
     tb = torch.as_tensor(token_bytes, dtype=torch.float64)
     nats = 0.0
     for x1 in _batches(seqs, batch_size):
-        out = masked_nelbo(flow, lambda x, t: model(x, t.float()), x1, torch.ones_like(x1, dtype=torch.bool),
-                           num_t_samples=t_samples, generator=generator)
+        out = token_nelbo(flow, lambda x, t: model(x, t.float()), x1, torch.ones_like(x1, dtype=torch.bool),
+                          num_t_samples=t_samples, generator=generator)
         nats += float(out["nats"].sum())
     n_bytes = int(tb[seqs].sum())
     return {"nelbo_bpb": bits_per_byte(nats, n_bytes), "nelbo_bits_per_token": nats / math.log(2) / seqs.numel(),
