@@ -10,7 +10,9 @@ Input: a multiflow run folder or any folder of PDB/mmCIF files; every protein ch
 Per design: Co-design-1 (its own sequence folded once; skipped when the sequence is unknown,
 i.e. has ``X`` or is a single repeated letter such as an all-glycine backbone), Inverse-fold-N
 with the chosen inverse-folding oracle (best scRMSD of N), structure metrics (SS fractions, Rg,
-CA clashes, CA–CA distances), optional ESM2 pseudo-perplexity and novelty against ``--reference``.
+CA clashes, CA–CA distances), optional ESM2 pseudo-perplexity and novelty against ``--reference``
+(exact by default; ``--novelty_max_references`` and ``--novelty_top_k`` trade exactness for speed
+on big reference sets, see :func:`multiflow.evaluation.diversity.novelty`).
 
 Outputs in ``--out`` (default ``<input>/evaluation``): ``metrics.csv``, ``summary.json``,
 ``report.png`` (see :mod:`multiflow.evaluation.report`), plus ``fold_cache/`` (every prediction,
@@ -63,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inverse-folding sampling temperature (default: 0.1)")
     p.add_argument("--reference", type=Path, default=None,
                    help="folder of PDB/mmCIF reference structures (e.g. the training set) for novelty; default: none")
+    p.add_argument("--novelty_max_references", "--novelty-max-references", type=int, default=None, metavar="N",
+                   help="novelty against at most N reference chains, a random subset drawn with --seed (the same "
+                        "for every design); faster on big reference sets, a lower bound of the exact max TM "
+                        "(default: all references, exact)")
+    p.add_argument("--novelty_top_k", "--novelty-top-k", type=int, default=None, metavar="K",
+                   help="TM-align each design only with the K references closest in a cheap shape descriptor "
+                        "(histogram of CA-CA distances); faster, may miss the nearest reference "
+                        "(default: align with every reference, exact)")
     p.add_argument("--esm2-path", "--esm2_path", dest="esm2_path", type=Path, default=None,
                    help="local fair-esm ESM2 checkpoint for pseudo-perplexity (optional; skipped without it)")
     p.add_argument("--checkpoint", type=Path, default=None,
@@ -70,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_steps", "--num-steps", dest="num_steps", type=int, default=None,
                    help="sampler steps of multiflow-fold / multiflow-if (default: configs/sampling/default.yaml)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    p.add_argument("--seed", type=int, default=0, help="seed for inverse folding and multiflow-fold (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed for inverse folding, multiflow-fold and the --novelty_max_references subset (default: 0)")
     p.add_argument("--out", type=Path, default=None, help="output folder (default: <input>/evaluation)")
     p.add_argument("--workers", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice); designs are scored one after another")
@@ -167,7 +177,14 @@ class Oracles:
                 "num_sequences": a.num_sequences, "temperature": a.temperature, "seed": a.seed,
                 "num_steps": a.num_steps,
                 "reference": None if a.reference is None else str(a.reference.resolve()),
-                "esm2": None if a.esm2_path is None else str(a.esm2_path)}
+                "esm2": None if a.esm2_path is None else str(a.esm2_path),
+                **_novelty_settings(a)}
+
+
+def _novelty_settings(args: argparse.Namespace) -> dict[str, int]:
+    """The novelty shortcuts in use; absent when exact, so the settings of earlier runs keep their key."""
+    given = {"novelty_max_references": args.novelty_max_references, "novelty_top_k": args.novelty_top_k}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 # --- one design -------------------------------------------------------------------------------------------
@@ -215,7 +232,8 @@ def evaluate_design(entry: Entry, oracles: Oracles, cache: Any, references: list
             rec["errors"][protocol] = f"{type(err).__name__}: {err}"
     if references:
         try:
-            nov = novelty([chain], references)
+            nov = novelty([chain], references, max_references=args.novelty_max_references,
+                          top_k=args.novelty_top_k, seed=args.seed)
             rec["novelty"] = {"max_tm": float(nov.max_tm[0]), "nearest": nov.nearest[0]}
         except Exception as err:  # noqa: BLE001
             rec["errors"]["novelty"] = f"{type(err).__name__}: {err}"
@@ -236,6 +254,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--num_sequences must be >= 1, got {args.num_sequences}")
     if not args.temperature > 0:
         raise ConfigError(f"--temperature must be > 0, got {args.temperature}")
+    for flag in ("novelty_max_references", "novelty_top_k"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{flag} must be >= 1, got {value}")
     if args.workers is not None:
         if args.workers < 1:
             raise ConfigError(f"--workers must be >= 1, got {args.workers}")

@@ -122,6 +122,38 @@ def test_folder_of_pdbs_with_bad_file_and_reference(shared_data, ckpt, tmp_path,
     assert summary["novelty"]["n_references"] == 2
 
 
+def test_novelty_shortcut_flags_reach_the_novelty_computation(tmp_path, monkeypatch):
+    """--novelty_max_references / --novelty_top_k (seeded by --seed) are what novelty() runs with; no model loads."""
+    from multiflow.data.chain import ProteinChain
+    from multiflow.evaluation import diversity
+    from tests.sampling.conftest import helix_backbone
+
+    folder = tmp_path / "backbones"  # all-glycine backbones: nothing to fold, so no oracle is built
+    folder.mkdir()
+    for n, (phi, psi) in {12: (-57.0, -47.0), 16: (-57.0, -47.0), 14: (-120.0, 130.0)}.items():
+        chain = ProteinChain.from_backbone(helix_backbone(n, phi, psi), sequence="G" * n, name=f"bb{n}")
+        chain.to_pdb(folder / f"bb{n}.pdb")
+    seen, real = [], diversity.novelty
+
+    def spy(designs, references, **options):
+        result = real(designs, references, **options)
+        seen.append({**options, "compared": result.n_references})
+        return result
+
+    monkeypatch.setattr(diversity, "novelty", spy)
+    out = tmp_path / "eval"
+    base = [str(folder), "--folding_oracle", "esmfold", "--inverse_folding_oracle", "none", "--reference", str(folder),
+            "--seed", "3", "--out", str(out), "--no_plot"]
+    assert main(base) == 0  # defaults: exact, every reference aligned
+    assert seen == [{"max_references": None, "top_k": None, "seed": 3, "compared": 3}] * 3
+    seen.clear()
+    assert main([*base, "--novelty_max_references", "2", "--novelty-top-k", "1"]) == 0  # new settings: scored again
+    assert seen == [{"max_references": 2, "top_k": 1, "seed": 3, "compared": 2}] * 3
+    settings = _read(out)[1]["settings"]
+    assert settings["novelty_max_references"] == 2 and settings["novelty_top_k"] == 1
+    assert main([*base, "--novelty_top_k", "0"]) == 2
+
+
 @pytest.mark.parametrize("make", ["empty", "missing"])
 def test_empty_or_missing_folder_exits_2(tmp_path, capsys, make):
     folder = tmp_path / "designs"
@@ -137,4 +169,5 @@ def test_cli_dispatch_help(capsys):
     from multiflow.cli import main as cli_main
 
     assert cli_main(["evaluate", "--help"]) == 0
-    assert "--folding_oracle" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "--folding_oracle" in text and "--novelty_max_references" in text and "--novelty_top_k" in text
