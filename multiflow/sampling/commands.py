@@ -162,7 +162,8 @@ def _run(name: str, args: argparse.Namespace, argv: list[str]) -> int:
 
 def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:
     from multiflow.data.io import read_structure
-    from multiflow.sampling.contigs import compress_labels, parse_bias
+    from multiflow.sampling.inputs import parse_bias
+    from multiflow.sampling.residues import compress_labels
     from multiflow.sampling.selection import select_inverse
 
     if args.num_seq_per_target is not None and args.number_of_batches is not None:

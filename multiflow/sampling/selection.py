@@ -2,7 +2,7 @@
 
 ``--chains_to_design`` picks the designed chains (default: all); ``--fixed_residues`` keeps some
 of their residues, or ``--redesigned_residues`` names exactly the residues to design. Labels are
-matched exactly (see :mod:`multiflow.sampling.contigs`); unknown, overlapping or undesignable
+matched exactly (see :mod:`multiflow.sampling.residues`); unknown, overlapping or undesignable
 selections raise :class:`~multiflow.errors.ConfigError`. Residues without N, CA and C are left
 out of the model input (and of every output) and reported.
 """
@@ -18,7 +18,7 @@ import numpy as np
 from multiflow.constants import UNK_TOKEN
 from multiflow.data.chain import ProteinChain
 from multiflow.errors import ConfigError
-from multiflow.sampling.contigs import ResidueRef, format_labels, parse_chain_ids, resolve_residues
+from multiflow.sampling.residues import ResidueRef, format_labels, parse_chain_ids, resolve_residues
 
 
 @dataclass(frozen=True)

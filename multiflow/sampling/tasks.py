@@ -37,16 +37,18 @@ from multiflow.sampling.assembly import (
     Assembly, assemble, chain_layout, frames_from_chain, fresh_assembly, make_problem, model_residue_index,
     trajectory_chains,
 )
-from multiflow.sampling.contigs import (
-    ContigLayout, check_length, parse_bias, parse_contigs, parse_length_range, parse_lengths, parse_partial,
-    resolve_motifs, safe_name, sample_layout, split_chains, tokens_for, unique_names,
-)
+from multiflow.sampling.contigs import ContigLayout, parse_contigs, resolve_motifs, sample_layout
 from multiflow.sampling.engine import (  # noqa: F401  (re-exported: the engine's records are part of the task API)
     BatchCallback, GuidedModel, Problem, Sample, model_device, plan_batches, run_problems, sequence_nll,
+)
+from multiflow.sampling.inputs import (
+    check_length, parse_bias, parse_length_range, parse_lengths, parse_partial, safe_name, split_chains, tokens_for,
+    unique_names,
 )
 from multiflow.sampling.outputs import Design, DesignSet
 from multiflow.sampling.selection import InverseSelection, select_inverse
 from multiflow.sampling.solver import Conditioning, FlowState, SolverConfig
+
 
 def _common(kw: dict[str, Any]) -> dict[str, Any]:
     """The engine keywords a task passes through (anything else is a caller's typo)."""
