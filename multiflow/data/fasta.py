@@ -5,8 +5,6 @@ Also importable from :mod:`multiflow.data.io`, where they lived before.
 
 from __future__ import annotations
 
-import gzip
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,15 +18,12 @@ def read_fasta(path: str | Path) -> list[tuple[str, str]]:
     Headers lose the ``>``; sequence lines are joined with whitespace removed; letters and
     chain separators ``/`` are kept as written (no validation: see ``tokens.sequence_to_tokens``).
     """
+    from multiflow.data.io import gunzip  # io re-exports this module: import it late
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(2, "FASTA file not found", str(path))
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, OSError, zlib.error) as err:
-            raise BadSequenceError(f"{path}: gzip data is truncated or corrupt ({err})") from err
+    data = gunzip(path.read_bytes(), path, BadSequenceError)
     if b"\x00" in data[:65536]:
         raise BadSequenceError(f"{path} is binary data, not a FASTA text file")
     records: list[tuple[str, list[str]]] = []

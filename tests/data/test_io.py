@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from multiflow.constants import ATOM_ORDER, CB_IDX
-from multiflow.data import io as mio
+from multiflow.data import atom_array
 from multiflow.data.chain import ProteinChain
 from multiflow.data.io import (
     atom_array_to_chains, chain_to_atom_array, read_fasta, read_structure, write_fasta, write_mmcif, write_pdb,
@@ -141,7 +141,7 @@ def test_side_chain_table_matches_the_ccd():
 
     from multiflow.constants import RESTYPE_1TO3
 
-    for letter, side_chain in mio._SIDE_CHAINS.items():
+    for letter, side_chain in atom_array._SIDE_CHAINS.items():
         names = {str(a) for a in info.residue(RESTYPE_1TO3[letter]).atom_name if a in ATOM_ORDER}
         assert names - {"N", "CA", "C", "O", "OXT"} == set(side_chain), letter
 
