@@ -1,9 +1,12 @@
 """Quality of a checkpoint on held-out TS50 and in unconditional co-design; prints tables.
 
-    python benchmarks/checkpoint_quality.py [--checkpoint PATH] [--ts50_limit 50] [--num_steps 100]
+    python benchmarks/checkpoint_quality.py [--checkpoint PATH] [--ts50_limit 50] [--num_steps 100] [--proteinmpnn]
 
 Measures (definitions in README "Evaluation"):
-  inverse folding on TS50: sequence recovery over all residues, argmax (temperature 0) and T = 0.1;
+  inverse folding on TS50: sequence recovery over all residues, argmax (temperature 0, one sequence
+  per chain) and T = 0.1 (mean over --if_samples sequences per chain, then over chains); with
+  --proteinmpnn, ProteinMPNN (v_48_020, the weights shipped in the proteinmpnn package) on the
+  same chains with the same protocol at T = 0.1, in the same table;
   forward folding on TS50: CA-RMSD after superposition and TM-score of the predicted backbone;
   co-design at lengths 70/100/150: helix/strand/coil fractions, radius of gyration against the
   PDB trend Rg ≈ 2.2 N^0.38 Å, mean consecutive CA-CA distance, CA-CA clashes per 100 residues.
@@ -41,13 +44,25 @@ def ts50_chains(limit: int) -> list:
     return [read_structure(f)[0] for f in files]
 
 
-def inverse_folding(model, chains, num_steps: int, seed: int) -> dict[str, float]:
-    rows = {"argmax": [], "T=0.1": []}
+def inverse_folding(model, chains, num_steps: int, seed: int, samples: int) -> dict[str, float]:
+    rows: dict[str, list[float]] = {"argmax": [], "T=0.1": []}
     for chain in chains:
-        for label, temp in (("argmax", 0.0), ("T=0.1", 0.1)):
-            result = model.inverse_fold([chain], num_sequences=1, seed=seed, num_steps=num_steps, temperature=temp)
-            rows[label].append(sequence_recovery(result[0].sequence, chain.sequence))
+        for label, temp, n in (("argmax", 0.0, 1), ("T=0.1", 0.1, samples)):
+            result = model.inverse_fold([chain], num_sequences=n, seed=seed, num_steps=num_steps, temperature=temp)
+            rows[label].append(float(np.mean([sequence_recovery(d.sequence, chain.sequence) for d in result])))
     return {k: float(np.mean(v)) for k, v in rows.items()}
+
+
+def proteinmpnn_recovery(chains, seed: int, samples: int) -> float:
+    """Mean over chains of the mean recovery of ``samples`` ProteinMPNN sequences at T = 0.1."""
+    from multiflow.evaluation.inverse_folding import create_inverse_folding_oracle
+
+    oracle = create_inverse_folding_oracle("proteinmpnn", device="cpu")
+    per_chain = []
+    for chain in chains:
+        designs = oracle.design(chain, num_sequences=samples, temperature=0.1, seed=seed)
+        per_chain.append(float(np.mean([sequence_recovery(d.sequence, chain.sequence) for d in designs])))
+    return float(np.mean(per_chain))
 
 
 def forward_folding(model, chains, num_steps: int, seed: int) -> dict[str, float]:
@@ -76,17 +91,25 @@ def main() -> None:
     parser.add_argument("--num_steps", type=int, default=100)
     parser.add_argument("--codesign_samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--if_samples", type=int, default=4, help="sequences per TS50 chain at T = 0.1")
+    parser.add_argument("--proteinmpnn", action="store_true", help="also ProteinMPNN's recovery (same chains, T = 0.1)")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
     model = load_model(args.checkpoint, device="cpu")
     chains = ts50_chains(args.ts50_limit)
     start = time.time()
-    inv = inverse_folding(model, chains, args.num_steps, args.seed)
+    inv = inverse_folding(model, chains, args.num_steps, args.seed, args.if_samples)
+    if args.proteinmpnn:
+        inv["proteinmpnn T=0.1"] = proteinmpnn_recovery(chains, args.seed, args.if_samples)
     fwd = forward_folding(model, chains, args.num_steps, args.seed)
     cod = codesign(model, (70, 100, 150), args.codesign_samples, args.num_steps, args.seed)
     print(f"checkpoint: {model.loaded.path} (sha256 {model.loaded.sha256[:12]}), {args.num_steps} steps, "
           f"TS50 chains: {len(chains)}, wall {time.time() - start:.0f} s")
-    print(f"inverse folding recovery: argmax {inv['argmax']:.3f}  T=0.1 {inv['T=0.1']:.3f}")
+    print(f"TS50 sequence recovery ({len(chains)} chains; T=0.1 rows: {args.if_samples} sequences per chain)")
+    print(f"{'model':>28} | {'protocol':>9} | recovery")
+    for key, value in inv.items():
+        who, protocol = ("ProteinMPNN v_48_020", "T=0.1") if key.startswith("proteinmpnn") else ("multiflow (this checkpoint)", key)
+        print(f"{who:>28} | {protocol:>9} | {value:.3f}")
     print(f"forward folding: CA-RMSD {fwd['ca_rmsd']:.2f} Å  TM-score {fwd['tm_score']:.3f}")
     keys = ["length", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration", "rg_pdb_trend", "ca_ca_mean",
             "clashes_per_100"]

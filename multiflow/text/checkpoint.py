@@ -32,8 +32,11 @@ def build_meta(kind: str, model_cfg: dict, vocab_size: int, noise: str | None, t
             "tokenizer": tokenizer.to_dict(), "corpus": corpus, "data": data_cfg, "config": config}
 
 
-def load_text_checkpoint(path: str | Path, map_location: str = "cpu") -> TextCheckpoint:
-    """Load a checkpoint written by ``text_train``."""
+def load_text_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> TextCheckpoint:
+    """Load a checkpoint written by ``text_train``; the model is put on ``map_location`` ("auto": CUDA if any)."""
+    from multiflow.training.checkpoint import resolve_device
+
+    map_location = resolve_device(map_location)
     path = Path(path)
     if not path.is_file():
         raise MissingWeightsError(f"text checkpoint {path} not found; train one with `multiflow text-train`")
@@ -44,6 +47,6 @@ def load_text_checkpoint(path: str | Path, map_location: str = "cpu") -> TextChe
     model = instantiate(meta["model"], vocab_size=meta["vocab_size"])
     state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)
-    model.eval()
+    model.to(map_location).eval()
     flow = DiscreteFlow(meta["vocab_size"], noise=meta["noise"]) if meta["kind"] == "flow" else None
     return TextCheckpoint(meta["kind"], model, flow, tokenizer_from_dict(meta["tokenizer"]), meta)

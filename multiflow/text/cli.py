@@ -72,6 +72,9 @@ def text_train(cfg: DictConfig) -> Path:
     tok = dm.prepare()
     model = instantiate(cfg.model, vocab_size=tok.vocab_size)
     kind = "ar" if isinstance(model, CausalLM) else "flow"
+    if kind == "flow" and cfg.flow.noise == "uniform" and not model.time_conditioned:
+        raise ConfigError("uniform noise needs a time-conditioned denoiser (model.time_conditioned=true): a time-free "
+                          "model cannot tell how much of its input is still noise, and its likelihood bound is infinite")
     meta = build_meta(kind, container["model"], tok.vocab_size, None if kind == "ar" else cfg.flow.noise, tok,
                       dm.corpus.manifest, container["data"], container)
     o = container["optim"]
@@ -87,7 +90,8 @@ def text_train(cfg: DictConfig) -> Path:
                                 max_weight=cfg.flow.max_weight, val_t_samples=cfg.flow.val_t_samples, meta=meta)
     tr = cfg.trainer
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=tr.max_steps, max_time=tr.max_time, max_epochs=-1,
+        accelerator=tr.get("accelerator", "auto"), devices=tr.get("devices", 1),
+        strategy=tr.get("strategy", "auto"), num_nodes=tr.get("num_nodes", 1), max_steps=tr.max_steps, max_time=tr.max_time, max_epochs=-1,
         val_check_interval=tr.val_check_interval, check_val_every_n_epoch=None,
         limit_val_batches=tr.limit_val_batches, log_every_n_steps=tr.log_every_n_steps, precision=tr.precision,
         accumulate_grad_batches=tr.accumulate_grad_batches, gradient_clip_val=o["grad_clip"],
@@ -123,10 +127,10 @@ def text_sample(cfg: DictConfig) -> list[str]:
     from multiflow.text.sampling import sample_texts
 
     torch.set_num_threads(int(cfg.num_threads))
-    ck = load_text_checkpoint(cfg.ckpt)
+    ck = load_text_checkpoint(cfg.ckpt, map_location=cfg.get("device", "auto"))
     if ck.kind != "flow":
         raise ConfigError(f"{cfg.ckpt} is an AR baseline checkpoint; text-sample needs a flow checkpoint")
-    gen = torch.Generator().manual_seed(int(cfg.seed))
+    gen = torch.Generator(device=next(ck.model.parameters()).device).manual_seed(int(cfg.seed))
     texts, res = sample_texts(ck.model, ck.flow, ck.tokenizer, _template_text(cfg), int(cfg.n), int(cfg.steps),
                               temperature=float(cfg.temperature), eta=float(cfg.eta), purity=bool(cfg.purity),
                               generator=gen)
@@ -150,10 +154,11 @@ def text_eval(cfg: DictConfig) -> dict:
     torch.set_num_threads(int(cfg.num_threads))
     if cfg.split not in ("val", "test"):
         raise ConfigError(f"split must be a held-out split ('val' or 'test'), got {cfg.split!r}")
-    ck = load_text_checkpoint(cfg.ckpt)
+    device = cfg.get("device", "auto")
+    ck = load_text_checkpoint(cfg.ckpt, map_location=device)
     if ck.kind != "flow":
         raise ConfigError(f"ckpt={cfg.ckpt} must be a flow checkpoint (got {ck.kind}); pass the AR one as ar_ckpt")
-    ar = load_text_checkpoint(cfg.ar_ckpt) if cfg.get("ar_ckpt") else None
+    ar = load_text_checkpoint(cfg.ar_ckpt, map_location=device) if cfg.get("ar_ckpt") else None
     if ar is not None and ar.meta["tokenizer"] != ck.meta["tokenizer"]:
         raise ConfigError("the AR baseline uses a different tokenizer; bits per byte would not be comparable")
     dm = _build_datamodule(ck.meta["data"], None, None, tokenizer_obj=ck.tokenizer, max_eval_sequences=cfg.max_sequences)
@@ -162,7 +167,7 @@ def text_eval(cfg: DictConfig) -> dict:
     report: dict = {"ckpt": str(cfg.ckpt), "split": cfg.split, "corpus": dm.corpus.manifest,
                     "trained_on": ck.meta["corpus"]}
     tb = ck.tokenizer.token_bytes()
-    gen = torch.Generator().manual_seed(int(cfg.seed))
+    gen = torch.Generator(device=next(ck.model.parameters()).device).manual_seed(int(cfg.seed))
     report["flow"] = flow_bits_per_byte(ck.model, ck.flow, seqs, tb, int(cfg.t_samples), int(cfg.batch_size), gen)
     if ar is not None:
         report["ar"] = ar_bits_per_byte(ar.model, seqs, tb, int(cfg.batch_size))

@@ -24,19 +24,26 @@ from multiflow.text.metrics import NGramIndex, bits_per_byte, distinct_n, python
 from multiflow.text.sampling import sample_tokens
 
 
-def _batches(seqs: torch.Tensor, batch_size: int):
+def _batches(seqs: torch.Tensor, batch_size: int, device: torch.device):
     for i in range(0, seqs.shape[0], batch_size):
-        yield seqs[i : i + batch_size]
+        yield seqs[i : i + batch_size].to(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
 def flow_bits_per_byte(model: nn.Module, flow: DiscreteFlow, seqs: torch.Tensor, token_bytes: np.ndarray,
                        t_samples: int = 8, batch_size: int = 16, generator: torch.Generator | None = None) -> dict:
-    """NELBO of ``seqs [N, L]`` in bits per byte (and per token), for masking or uniform noise."""
+    """NELBO of ``seqs [N, L]`` in bits per byte (and per token), for masking or uniform noise.
+
+    Runs on the model's device; ``generator`` must live on that device too.
+    """
     model.eval()
     tb = torch.as_tensor(token_bytes, dtype=torch.float64)
     nats = 0.0
-    for x1 in _batches(seqs, batch_size):
+    for x1 in _batches(seqs, batch_size, model_device(model)):
         out = token_nelbo(flow, lambda x, t: model(x, t.float()), x1, torch.ones_like(x1, dtype=torch.bool),
                           num_t_samples=t_samples, generator=generator)
         nats += float(out["nats"].sum())
@@ -50,7 +57,7 @@ def flow_bits_per_byte(model: nn.Module, flow: DiscreteFlow, seqs: torch.Tensor,
 def ar_bits_per_byte(model: nn.Module, seqs: torch.Tensor, token_bytes: np.ndarray, batch_size: int = 16) -> dict:
     """Exact NLL of the causal model on ``seqs [N, L]`` in bits per byte (each window from BOS)."""
     model.eval()
-    nats = sum(float(model.nll(x1).double().sum()) for x1 in _batches(seqs, batch_size))
+    nats = sum(float(model.nll(x1).double().sum()) for x1 in _batches(seqs, batch_size, model_device(model)))
     n_bytes = int(torch.as_tensor(token_bytes)[seqs].sum())
     return {"ar_bpb": bits_per_byte(nats, n_bytes), "ar_bits_per_token": nats / math.log(2) / seqs.numel(),
             "n_sequences": int(seqs.shape[0]), "n_bytes": n_bytes}
@@ -91,7 +98,7 @@ def steps_sweep(model: nn.Module, flow: DiscreteFlow, tokenizer, n: int, length:
     rows = []
     tb = tokenizer.token_bytes()
     for steps in steps_list:
-        gen = torch.Generator().manual_seed(seed)
+        gen = torch.Generator(device=model_device(model)).manual_seed(seed)
         t0 = time.perf_counter()
         res = sample_tokens(model, flow, n, length, steps, temperature=temperature, eta=eta, generator=gen)
         dt = time.perf_counter() - t0

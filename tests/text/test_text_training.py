@@ -6,8 +6,10 @@ import json
 import math
 
 import lightning as L
+import pytest
 import torch
 
+from multiflow.errors import ConfigError
 from multiflow.flows.discrete import DiscreteFlow
 from multiflow.flows.losses import masked_nelbo, uniform_nelbo
 from multiflow.text.cli import compose_config, main, text_train
@@ -101,3 +103,12 @@ def test_cli_train_sample_eval(tmp_path, capsys):
     assert report["flow"]["nelbo_bpb"] > 0 and report["ar"]["ar_bpb"] > 0 and report["flow"]["t_samples"] == 2
     assert [r["steps"] for r in report["samples"]] == [2, 4]
     assert main(["eval", "ckpt=/nonexistent.ckpt"]) == 2  # named error -> exit code 2
+
+
+def test_uniform_noise_with_a_time_free_model_is_refused(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    corpus = _write_corpus(tmp_path / "corpus")
+    overrides = [f"data.source={corpus}", "data.seq_len=32", "flow=uniform", "model.time_conditioned=false",
+                 f"run_dir={tmp_path / 'run'}", "trainer.num_threads=1", "data.fractions=[0.6,0.2,0.2]"]
+    with pytest.raises(ConfigError, match="time-conditioned"):
+        text_train(compose_config("train", overrides))
