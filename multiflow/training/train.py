@@ -53,22 +53,21 @@ def warm_start(module, path: str) -> None:
     The model config must match the checkpoint's, except that switches in ``ADDITIVE_SWITCHES``
     may go from off to on.
     """
+    import dataclasses
+
     from multiflow.errors import ConfigError
+    from multiflow.models.config import DenoiserConfig
     from multiflow.training.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(path, device="cpu")
-    import dataclasses
-
-    from multiflow.models.config import DenoiserConfig
-
-    defaults = {f.name: f.default for f in dataclasses.fields(DenoiserConfig)}  # keys older configs lack
-    old = {**defaults, **dict(loaded.config["model"])}
-    new = {**defaults, **dict(module.run_config["model"])}
-    added = [k for k in ADDITIVE_SWITCHES if new.get(k) and not old.get(k, False)]
+    # from_dict fills the defaults, so configs written before a switch existed compare equal
+    old = dataclasses.asdict(DenoiserConfig.from_dict(dict(loaded.config["model"])))
+    new = dataclasses.asdict(DenoiserConfig.from_dict(dict(module.run_config["model"])))
+    added = [k for k in ADDITIVE_SWITCHES if new[k] and not old[k]]
     for key in added:
         old[key] = new[key]
     if old != new:
-        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        differ = sorted(k for k in old if old[k] != new[k])
         raise ConfigError(
             f"init_from={path} was trained with a different model config (differs in {differ}); use the same "
             f"model group (only {list(ADDITIVE_SWITCHES)} may be switched on in a warm start)"
