@@ -124,13 +124,14 @@ def _template_text(cfg: DictConfig) -> str:
 def text_sample(cfg: DictConfig) -> list[str]:
     """Unconditional / prefix / infill samples from a flow checkpoint (see ``sample.yaml``)."""
     from multiflow.text.checkpoint import load_text_checkpoint
+    from multiflow.text.evaluate import model_device
     from multiflow.text.sampling import sample_texts
 
     torch.set_num_threads(int(cfg.num_threads))
     ck = load_text_checkpoint(cfg.ckpt, map_location=cfg.get("device", "auto"))
     if ck.kind != "flow":
         raise ConfigError(f"{cfg.ckpt} is an AR baseline checkpoint; text-sample needs a flow checkpoint")
-    gen = torch.Generator(device=next(ck.model.parameters()).device).manual_seed(int(cfg.seed))
+    gen = torch.Generator(device=model_device(ck.model)).manual_seed(int(cfg.seed))
     texts, res = sample_texts(ck.model, ck.flow, ck.tokenizer, _template_text(cfg), int(cfg.n), int(cfg.steps),
                               temperature=float(cfg.temperature), eta=float(cfg.eta), purity=bool(cfg.purity),
                               generator=gen)
@@ -147,8 +148,8 @@ def text_eval(cfg: DictConfig) -> dict:
     import numpy as np
 
     from multiflow.text.checkpoint import load_text_checkpoint
-    from multiflow.text.evaluate import (ar_bits_per_byte, flow_bits_per_byte, format_table, sample_quality,
-                                         steps_sweep)
+    from multiflow.text.evaluate import (ar_bits_per_byte, flow_bits_per_byte, format_table, model_device,
+                                         sample_quality, steps_sweep)
     from multiflow.text.metrics import NGramIndex
 
     torch.set_num_threads(int(cfg.num_threads))
@@ -167,7 +168,7 @@ def text_eval(cfg: DictConfig) -> dict:
     report: dict = {"ckpt": str(cfg.ckpt), "split": cfg.split, "corpus": dm.corpus.manifest,
                     "trained_on": ck.meta["corpus"]}
     tb = ck.tokenizer.token_bytes()
-    gen = torch.Generator(device=next(ck.model.parameters()).device).manual_seed(int(cfg.seed))
+    gen = torch.Generator(device=model_device(ck.model)).manual_seed(int(cfg.seed))
     report["flow"] = flow_bits_per_byte(ck.model, ck.flow, seqs, tb, int(cfg.t_samples), int(cfg.batch_size), gen)
     if ar is not None:
         report["ar"] = ar_bits_per_byte(ar.model, seqs, tb, int(cfg.batch_size))
