@@ -26,6 +26,7 @@ Every file is written atomically (temporary file + rename).
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import math
@@ -198,11 +199,11 @@ def versions() -> dict[str, str]:
     from multiflow import __version__
 
     out = {"multiflow": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("torch", "biotite", "matplotlib"):
+    for dist in ("torch", "biotite", "matplotlib"):  # read from package metadata: nothing is imported
         try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - optional
-            pass
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
     return out
 
 
