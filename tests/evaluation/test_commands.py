@@ -99,11 +99,9 @@ def test_run_folder_with_proteinmpnn(run_folder, ckpt, tmp_path):
     assert summary["oracles"]["inverse_folding"]["name"] == "proteinmpnn"
 
 
-def test_folder_of_pdbs_with_bad_file_and_reference(shared_data, ckpt, tmp_path, capsys):
-    src = shared_data / "structures" / "ts50"
+def test_folder_of_pdbs_with_bad_file_and_reference(ts50_dir, ckpt, tmp_path, capsys):
+    src = ts50_dir
     names = ["3A4R_A.pdb.gz", "2CVI_A.pdb.gz"]
-    if not all((src / n).is_file() for n in names):
-        pytest.skip(f"ts50 chains not found in {src}")
     folder = tmp_path / "pdbs"
     folder.mkdir()
     for n in names:
