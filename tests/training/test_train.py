@@ -54,6 +54,13 @@ def test_train_writes_checkpoints_and_resumes(processed, tmp_path):
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
 
 
+def test_last_checkpoint_holds_the_final_step_off_the_save_interval(processed, tmp_path):
+    # Periodic saves land on steps 2 and 4; the run stops at 5 (as a max_time stop would, between saves).
+    run_dir = tmp_path / "run"
+    run(compose_config("train", _overrides(processed, run_dir, "trainer.max_steps=5")))
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 5
+
+
 def test_missing_data_and_empty_split_are_clear(processed, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run(compose_config("train", _overrides(tmp_path / "nowhere", tmp_path / "r1")))
