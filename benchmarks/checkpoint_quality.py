@@ -22,12 +22,16 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from multiflow.api import load_model  # noqa: E402
-from multiflow.data.io import read_structure  # noqa: E402
-from multiflow.evaluation.metrics import aligned_rmsd, sequence_recovery, structure_metrics  # noqa: E402
-from multiflow.evaluation.tmscore import tm_score  # noqa: E402
+from multiflow.api import load_model
+from multiflow.data.io import read_structure
+from multiflow.evaluation.metrics import (
+    aligned_rmsd,
+    sequence_recovery,
+    structure_metrics,
+)
+from multiflow.evaluation.tmscore import tm_score
 
 TS50 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "structures" / "ts50"
 

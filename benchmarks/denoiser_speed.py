@@ -16,8 +16,9 @@ Every (preset, attention, N) runs in a fresh subprocess (batch 1, ``--threads`` 
     peak RSS  high-water mark of the whole process, MB; fwd MB = that minus the RSS just
            before the forward passes (model and inputs excluded)
 Dense attention is skipped where its N² pair tensors would exceed ``--dense-budget-gb``.
-The machine may be shared: the 1-minute load average is printed per row; treat times as
-upper bounds when it is above ~0.5. ``--tune-malloc`` sets glibc's mmap/trim thresholds in
+The machine may be shared: the 1-minute load average and the CPU steal share (machine_state.py:
+time the virtual machine's host gave to other guests) are printed per row; treat times as
+upper bounds when the load is above ~0.5 or the steal above a few per cent. ``--tune-malloc`` sets glibc's mmap/trim thresholds in
 the children so large temporaries are reused instead of page-faulted in on every forward
 (~10% less CPU at N=300; a deployment option, not part of the model). On a loaded machine
 run with ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP threads whose partner was preempted made
@@ -39,6 +40,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_state import CpuWatch
 
 
 def _current_rss_mb() -> float:
@@ -108,6 +111,12 @@ def dense_memory_gb(preset: str, length: int) -> float:
 
 
 def _spawn(preset: str, attention: str, length: int, args: argparse.Namespace) -> dict:
+    with CpuWatch() as watch:
+        row = _run_child(preset, attention, length, args)
+    return {**row, "steal": watch.steal_text()}
+
+
+def _run_child(preset: str, attention: str, length: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--child", preset, attention, str(length),
            "--threads", str(args.threads), "--repeats", str(args.repeats)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
@@ -123,10 +132,10 @@ def _row(r: dict, peak: float) -> str:
     if "error" in r:
         return f"| {r['preset']} | {r['attention']} | {r['N']} | failed: {r['error']} |"
     if "skipped" in r:
-        return f"| {r['preset']} | {r['attention']} | {r['N']} | skipped ({r['skipped']}) | | | | | | | | |"
+        return f"| {r['preset']} | {r['attention']} | {r['N']} | skipped ({r['skipped']}) | | | | | | | | | |"
     gflops = r["gflop"] / r["best_s"]
     return (f"| {r['preset']} | {r['attention']} | {r['N']} | {r['best_s']:.3f} / {r['median_s']:.3f} | "
-            f"{r['cpu_s']:.3f} | {r['gflop']:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {r['gflop'] / r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['fwd_mb']:.0f} | {r['load']:.1f} |")
+            f"{r['cpu_s']:.3f} | {r['gflop']:.1f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {r['gflop'] / r['cpu_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['fwd_mb']:.0f} | {r['load']:.1f} | {r['steal']} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -148,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"load average before: {os.getloadavg()[0]:.2f}  (threads={args.threads}, batch=1, "
           f"repeats={args.repeats}, tune_malloc={args.tune_malloc})")
     print("| preset | attention | N | wall best / median (s) | cpu (s) | GFLOP | GFLOP/s | %peak | GF/cpu-s "
-          "| peak RSS MB | fwd MB | load |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| peak RSS MB | fwd MB | load | steal |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for preset in args.presets:
         for attention in args.attention:
             for length in args.lengths:

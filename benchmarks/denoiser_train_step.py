@@ -9,7 +9,6 @@ flows. Prints best / median wall and CPU time per step and the peak RSS of the p
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
@@ -17,7 +16,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from denoiser_speed import _random_input  # noqa: E402
+from denoiser_speed import _random_input
+from machine_state import CpuWatch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,19 +46,21 @@ def main(argv: list[str] | None = None) -> None:
     }, frames=type(one.frames)(one.frames.rots.expand(args.batch, -1, -1, -1).clone(),
                                one.frames.trans.expand(args.batch, -1, -1).clone()))
     wall, cpu = [], []
-    for step in range(args.steps + 1):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        out = model(inp)
-        loss = out.trans.square().mean() + out.aa_logits.square().mean()
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        optim.step()
-        if step:  # the first step warms up
-            wall.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
+    with CpuWatch() as watch:
+        for step in range(args.steps + 1):
+            start, start_cpu = time.perf_counter(), time.process_time()
+            out = model(inp)
+            loss = out.trans.square().mean() + out.aa_logits.square().mean()
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            if step:  # the first step warms up
+                wall.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    residues = args.batch * args.length
     print(f"{args.preset} ({model.num_parameters() / 1e6:.2f}M params, {args.attention}), batch {args.batch} x "
-          f"N {args.length}, {args.threads} threads, load {os.getloadavg()[0]:.1f}: step wall best "
+          f"N {args.length}, {args.threads} threads, {watch.summary()}: {residues / min(wall):.0f} residues/s; step wall best "
           f"{min(wall):.3f} s / median {statistics.median(wall):.3f} s, cpu best {min(cpu):.3f} s, peak RSS {peak:.0f} MB")
 
 

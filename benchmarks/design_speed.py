@@ -10,8 +10,10 @@ Rows:
                   the mean sequence recovery is printed too (meaningless with --random_init)
     fold          10 TS50 sequences, one structure each, batched by the token budget
 Columns: wall s, CPU s (process time over all threads), and both per design. The machine may be
-shared: the load average is printed before and after; with load above the core count wall times
-are upper bounds, and CPU s / --threads is the wall time an idle machine would need.
+shared: each row shows the load average when it started and the CPU steal share while it ran
+(machine_state.py: time the virtual machine's host gave to other guests); with load above the
+core count or high steal, wall times are upper bounds, and CPU s / --threads is the wall time
+an idle machine would need.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_state import CpuWatch
+
 TARGET_S_PER_DESIGN = 15.0
 
 
@@ -56,9 +61,10 @@ def _timed(fn):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _row(task: str, designs: int, length: str, steps: int, wall: float, cpu: float, extra: str = "") -> str:
+def _row(task: str, designs: int, length: str, steps: int, wall: float, cpu: float, watch: CpuWatch,
+         extra: str = "") -> str:
     return (f"{task:<13} {designs:>7} {length:>9} {steps:>5} {wall:>9.1f} {cpu:>9.1f} "
-            f"{wall / designs:>10.2f} {cpu / designs:>10.2f}  {extra}")
+            f"{wall / designs:>10.2f} {cpu / designs:>10.2f} {watch.load:>5.1f} {watch.steal_text():>6}  {extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,37 +96,38 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settings = {"num_steps": args.num_steps, "max_tokens": 4000}
         model.generate(16, num_steps=2, seed=0)  # warm-up (allocator, lazy imports)
-        print(f"model {model.model_label}  threads {args.threads}  steps {args.num_steps}  "
-              f"load average before {os.getloadavg()}")
+        print(f"model {model.model_label}  threads {args.threads}  steps {args.num_steps}")
         print(f"{'task':<13} {'designs':>7} {'length':>9} {'steps':>5} {'wall s':>9} {'CPU s':>9} "
-              f"{'wall/des':>10} {'CPU/des':>10}")
+              f"{'wall/des':>10} {'CPU/des':>10} {'load':>5} {'steal':>6}")
         verdict = None
         if "codesign" in tasks:
-            _, wall, cpu = _timed(lambda: model.generate(100, num_samples=8, seed=0, **settings))
-            print(_row("co-design", 8, "100", args.num_steps, wall, cpu))
+            with CpuWatch() as watch:
+                _, wall, cpu = _timed(lambda: model.generate(100, num_samples=8, seed=0, **settings))
+            print(_row("co-design", 8, "100", args.num_steps, wall, cpu, watch))
             verdict = (wall / 8, cpu / 8 / args.threads)
         ts50 = sorted((_shared_data() / "structures" / "ts50").glob("*.pdb*"))
         if "inverse_fold" in tasks and ts50:
             chains = ts50[: args.ts50_limit] if args.ts50_limit else ts50
             wall = cpu = 0.0
             recs, lengths = [], []
-            for path in chains:
-                structure = read_structure(path)
-                lengths.append(sum(c.length for c in structure))
-                res, w, c = _timed(lambda: model.inverse_fold(structure, batch_size=8, seed=0, **settings))
-                wall, cpu = wall + w, cpu + c
-                recs += [d.metrics["seq_rec"] for d in res]
+            with CpuWatch() as watch:
+                for path in chains:
+                    structure = read_structure(path)
+                    lengths.append(sum(c.length for c in structure))
+                    res, w, c = _timed(lambda s=structure: model.inverse_fold(s, batch_size=8, seed=0, **settings))
+                    wall, cpu = wall + w, cpu + c
+                    recs += [d.metrics["seq_rec"] for d in res]
             span = f"{min(lengths)}-{max(lengths)}"
-            print(_row("inverse-fold", 8 * len(chains), span, args.num_steps, wall, cpu,
+            print(_row("inverse-fold", 8 * len(chains), span, args.num_steps, wall, cpu, watch,
                        f"{len(chains)} chains, mean seq_rec {sum(recs) / len(recs):.3f}"))
         if "fold" in tasks and ts50:
             seqs = [(p.name.split(".")[0], read_structure(p)[0].sequence) for p in ts50[:10]]
-            _, wall, cpu = _timed(lambda: model.fold(seqs, seed=0, **settings))
+            with CpuWatch() as watch:
+                _, wall, cpu = _timed(lambda: model.fold(seqs, seed=0, **settings))
             span = f"{min(len(s) for _, s in seqs)}-{max(len(s) for _, s in seqs)}"
-            print(_row("fold", len(seqs), span, args.num_steps, wall, cpu))
+            print(_row("fold", len(seqs), span, args.num_steps, wall, cpu, watch))
         if not ts50 and tasks - {"codesign"}:
             print(f"(TS50 not found under {_shared_data()}; set MULTIFLOW_SHARED_DATA)")
-        print(f"load average after {os.getloadavg()}")
         if verdict is not None:
             ok = "meets" if verdict[0] < TARGET_S_PER_DESIGN else "misses"
             print(f"co-design of 100 residues: {verdict[0]:.1f} s wall per design ({ok} the "
