@@ -6,7 +6,6 @@ Each subcommand is imported only when it runs, so ``multiflow --help`` stays fas
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 # subcommand -> (module, one-line help)
@@ -41,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"multiflow {__version__}")
         return 0
-    # Idle OpenMP threads otherwise spin; on a shared 2-core machine a spinning pool made a
-    # 2-thread forward pass ~20x slower (benchmarks/denoiser_speed.py). Must precede torch's import.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from multiflow.runtime import tune_process
+
+    tune_process()  # passive OpenMP waits, allocator that keeps freed memory; before torch's import
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"multiflow: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)

@@ -24,3 +24,17 @@ def test_each_subcommand_has_help(name, capsys):
         code = stop.code
     assert code in (0, None)
     assert "usage" in capsys.readouterr().out.lower()
+
+
+def test_allocator_tuning_applies_on_glibc_and_respects_the_opt_out(monkeypatch):
+    import platform
+
+    from multiflow.runtime import tune_allocator
+
+    monkeypatch.setenv("MULTIFLOW_KEEP_MALLOC", "1")
+    assert tune_allocator() is False
+    monkeypatch.delenv("MULTIFLOW_KEEP_MALLOC")
+    libc, _ = platform.libc_ver()
+    if libc != "glibc":
+        pytest.skip(f"allocator tuning is glibc-only; this C library is {libc or 'unknown'}")
+    assert tune_allocator() is True
