@@ -31,6 +31,7 @@ from multiflow.flows.base import jump_coefficient
 from multiflow.flows.discrete import DiscreteFlow
 from multiflow.geometry import so3
 from multiflow.geometry.backbone import frames_to_backbone
+from multiflow.geometry.lddt import lddt_ca
 from multiflow.geometry.rigid import Rigid
 
 if TYPE_CHECKING:
@@ -271,6 +272,22 @@ def structure_losses(pred_trans_1: Tensor, pred_rots_1: Tensor, noisy: NoisyBatc
     terms |= backbone_losses(pred_trans_1, pred_rots_1, noisy.trans_1, noisy.rots_1, t_struct, noisy.res_mask,
                              noisy.fixed_structure, t_clip=t_clip, late_t=late_t, pair_cutoff=pair_cutoff)
     return terms
+
+
+def confidence_loss(confidence: Tensor, pred_trans_1: Tensor, trans_1: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """``confidence``: binary cross-entropy of the head's per-residue confidence [B, N] in (0, 1)
+    against the lDDT-CA of the model's own predicted translations vs the true ones ([B, N, 3], nm),
+    so the head learns to predict how right each residue is (AlphaFold's pLDDT idea, as a
+    regression). The target carries no gradient. Also ``lddt_ca``: the mean target (logged).
+    """
+    with torch.no_grad():
+        target = lddt_ca(pred_trans_1.detach().float() * TRANS_SCALE, trans_1.float() * TRANS_SCALE, mask)  # [B, N]
+    eps = 1e-6
+    p = confidence.float().clamp(eps, 1 - eps)
+    bce = -(target * p.log() + (1 - target) * (1 - p).log()) * mask  # [B, N]
+    count = mask.float().sum(-1)  # [B]
+    return {"confidence": _per_sample_mean(bce, count),
+            "lddt_ca": _per_sample_mean(target * mask, count).detach()}
 
 
 def total_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:

@@ -145,7 +145,14 @@ class Denoiser(nn.Module):
             nn.LayerNorm(cfg.node_dim), nn.Linear(cfg.node_dim, cfg.node_dim), nn.GELU(),
             nn.Linear(cfg.node_dim, NUM_AA),
         )
-        self.confidence_head = nn.Linear(cfg.node_dim, 1) if cfg.confidence_head else None
+        self.confidence_head = None
+        if cfg.confidence_head:  # trained on the lDDT of the model's own prediction (flows.losses.confidence_loss)
+            self.confidence_head = nn.Sequential(
+                nn.LayerNorm(cfg.node_dim), nn.Linear(cfg.node_dim, cfg.node_dim), nn.GELU(), nn.Linear(cfg.node_dim, 1),
+            )
+            # zero-initialised output (confidence 0.5 everywhere at first), so a warm start may add the head
+            nn.init.zeros_(self.confidence_head[-1].weight)
+            nn.init.zeros_(self.confidence_head[-1].bias)
 
     def build_graph(self, trans: Tensor, mask: Tensor, chain_index: Tensor | None,
                     self_cond_trans: Tensor | None) -> NeighbourGraph:

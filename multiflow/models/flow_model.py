@@ -43,7 +43,7 @@ class DenoiserFlowModel(nn.Module):
             fixed_structure, fixed_sequence = conditioning.fixed_structure, conditioning.fixed_sequence
         out = self.denoise(state, t, res_mask, residue_index, chain_index, self_condition,
                            fixed_structure, fixed_sequence)
-        return Prediction(trans_1=out.trans, rots_1=out.rots, logits=out.aa_logits)
+        return Prediction(trans_1=out.trans, rots_1=out.rots, logits=out.aa_logits, confidence=out.confidence)
 
     def denoise(
         self,

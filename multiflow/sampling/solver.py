@@ -56,6 +56,7 @@ class Prediction:
     trans_1: Tensor  # [B, N, 3] nm
     rots_1: Tensor  # [B, N, 3, 3]
     logits: Tensor  # [B, N, 20] (a 21st MASK column is ignored)
+    confidence: Tensor | None = None  # [B, N] in [0, 1] when the model has a confidence head
 
 
 class FlowModel(Protocol):

@@ -15,7 +15,8 @@ from torch import Tensor
 
 from multiflow.data.batch import Batch
 from multiflow.flows.interpolant import Interpolant, NoisyBatch
-from multiflow.flows.losses import structure_losses, token_loss, total_loss
+from multiflow.errors import ConfigError
+from multiflow.flows.losses import confidence_loss, structure_losses, token_loss, total_loss
 from multiflow.models.denoiser import Denoiser
 from multiflow.models.flow_model import DenoiserFlowModel, noisy_batch_inputs
 from multiflow.sampling.solver import Prediction
@@ -31,8 +32,9 @@ class TrainingConfig:
     self_condition_prob: float = 0.5  # probability of a self-conditioning pass per batch
     ema_decay: float = 0.999  # EMA of weights (0 disables; applied by the callback)
     loss_weights: dict[str, float] = field(
-        default_factory=lambda: {"trans_vf": 1.0, "rots_vf": 0.5, "aa": 1.0, "bb_atom": 0.25, "pair_dist": 0.25}
-    )
+        default_factory=lambda: {"trans_vf": 1.0, "rots_vf": 0.5, "aa": 1.0, "bb_atom": 0.25, "pair_dist": 0.25,
+                                 "confidence": 0.1}
+    )  # "confidence" applies only to models with a confidence head
     aux_loss_t_min: float = 0.25  # backbone-atom and pair-distance losses only where the structure time exceeds this
     likelihood_weighting: bool = False  # 1/(1-t) weight on the token loss
 
@@ -43,6 +45,12 @@ class MultiflowModule(L.LightningModule):
         self.model = DenoiserFlowModel(denoiser)
         self.interpolant = interpolant
         self.config = config
+        self.loss_weights = dict(config.loss_weights)
+        if denoiser.confidence_head is None:
+            self.loss_weights.pop("confidence", None)  # the term exists only with the head
+        elif not self.loss_weights.get("confidence"):
+            raise ConfigError("model.confidence_head=true needs training.loss_weights.confidence > 0, otherwise the "
+                              "head is never trained and its numbers mean nothing")
         self.run_config: dict | None = None  # the resolved run config, saved with checkpoints
 
     # --- one step -----------------------------------------------------------------------
@@ -65,7 +73,9 @@ class MultiflowModule(L.LightningModule):
         )
         terms["aa"] = aa["loss"]
         terms["aa_ce"] = aa["ce"].detach()
-        terms["loss"] = total_loss(terms, self.config.loss_weights)
+        if pred.confidence is not None:
+            terms |= confidence_loss(pred.confidence, pred.trans_1, noisy.trans_1, noisy.res_mask)
+        terms["loss"] = total_loss(terms, self.loss_weights)
         return terms
 
     # --- Lightning hooks -------------------------------------------------------------------

@@ -43,8 +43,9 @@ def resolve_resume(cfg: DictConfig) -> str | None:
 
 
 # Model switches whose new parameters start at zero (the model computes what it computed
-# before), so a warm start may turn them on: the missing weights are then the only ones not loaded.
-ADDITIVE_SWITCHES = ("edge_atom_distances",)
+# before, plus a new output for the confidence head), so a warm start may turn them on: the
+# missing weights are then the only ones not loaded.
+ADDITIVE_SWITCHES = ("edge_atom_distances", "confidence_head")
 
 
 def warm_start(module, path: str) -> None:
@@ -75,10 +76,12 @@ def warm_start(module, path: str) -> None:
     denoiser = module.model.denoiser
     missing, unexpected = denoiser.load_state_dict(loaded.model.denoiser.state_dict(), strict=not added)
     state = denoiser.state_dict()
-    if unexpected or any(bool(state[name].any()) for name in missing):  # only zero-initialised weights may be new
+    # new weights must leave the old outputs as they were: zero-initialised, or inside a new output head
+    feeds_old = [n for n in missing if not ("confidence_head" in added and n.startswith("confidence_head."))]
+    if unexpected or any(bool(state[name].any()) for name in feeds_old):
         raise ConfigError(f"init_from={path}: weights do not fit the model (missing {missing}, unexpected {unexpected})")
     if added:
-        print(f"warm start from {path}: switched on {added} (new weights start at zero: {missing})")
+        print(f"warm start from {path}: switched on {added} (new weights: {missing})")
 
 
 def run(cfg: DictConfig) -> Path:

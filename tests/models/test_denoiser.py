@@ -117,6 +117,9 @@ def test_dense_and_sparse_agree_when_k_covers_all_residues():
 
 def test_gradient_reaches_every_parameter():
     model = tiny_model().train()
+    # the confidence head's output layer starts at zero (so a warm start can add it), which blocks the
+    # gradient to its hidden layer until the first update; give it that update by hand
+    torch.nn.init.normal_(model.confidence_head[-1].weight, std=0.1)
     out = model(random_input())
     loss = out.trans.square().sum() + out.rots.sum() + out.aa_logits.square().sum() + out.confidence.sum()
     loss.backward()

@@ -41,6 +41,28 @@ def test_loss_terms_are_finite_and_backpropagate(processed, tmp_path):
     assert sum(g is not None and bool(g.abs().sum() > 0) for g in grads) > 0.9 * len(grads)
 
 
+def test_confidence_head_is_trained_on_the_lddt_of_its_own_prediction(processed, tmp_path):
+    from multiflow.errors import ConfigError
+
+    cfg = compose_config("train", _overrides(processed, tmp_path / "run", "model.confidence_head=true"))
+    module = build_module(cfg)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    terms = module.compute_losses(next(iter(dm.train_dataloader())))
+    assert 0.0 <= float(terms["lddt_ca"]) <= 1.0 and float(terms["confidence"]) > 0
+    # the zero-initialised head says 0.5 everywhere: its loss is the BCE of 0.5, i.e. log 2
+    assert float(terms["confidence"]) == pytest.approx(math.log(2), abs=1e-4)
+    terms["loss"].backward()
+    head = module.model.denoiser.confidence_head
+    assert head[-1].weight.grad is not None and bool(head[-1].weight.grad.abs().sum() > 0)
+    with pytest.raises(ConfigError, match="confidence_head=true needs"):
+        build_module(compose_config("train", _overrides(processed, tmp_path / "r2", "model.confidence_head=true",
+                                                        "training.loss_weights.confidence=0")))
+    # without the head the weight is simply not used
+    plain = build_module(compose_config("train", _overrides(processed, tmp_path / "r3")))
+    assert "confidence" not in plain.loss_weights
+
+
 def test_train_writes_checkpoints_and_resumes(processed, tmp_path):
     run_dir = tmp_path / "run"
     run(compose_config("train", _overrides(processed, run_dir)))
@@ -113,6 +135,12 @@ def test_export_and_load_checkpoint(processed, tmp_path):
     assert not grown_state["edge_embedder.atom_geo.weight"].any()
     for key, value in b.model.denoiser.state_dict().items():
         assert torch.equal(grown_state[key], value)
+    # adding a confidence head is allowed too: the old outputs are untouched, only the head is new
+    headed = _build(compose_config("train", _overrides(processed, tmp_path / "w4", "model.confidence_head=true")))
+    warm_start(headed, str(slim))
+    headed_state = headed.model.denoiser.state_dict()
+    assert {k for k in headed_state if k not in grown_state and k not in b.model.denoiser.state_dict()} == {
+        k for k in headed_state if k.startswith("confidence_head.")}
     with pytest.raises(MissingWeightsError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
