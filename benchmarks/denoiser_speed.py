@@ -18,9 +18,10 @@ Every (preset, attention, N) runs in a fresh subprocess (batch 1, ``--threads`` 
 Dense attention is skipped where its N² pair tensors would exceed ``--dense-budget-gb``.
 The machine may be shared: the 1-minute load average and the CPU steal share (machine_state.py:
 time the virtual machine's host gave to other guests) are printed per row; treat times as
-upper bounds when the load is above ~0.5 or the steal above a few per cent. ``--tune-malloc`` sets glibc's mmap/trim thresholds in
-the children so large temporaries are reused instead of page-faulted in on every forward
-(~10% less CPU at N=300; a deployment option, not part of the model). On a loaded machine
+upper bounds when the load is above ~0.5 or the steal above a few per cent. The children tune
+glibc's allocator as the ``multiflow`` command does (multiflow/runtime.py: large temporaries
+are reused instead of page-faulted in on every forward); ``--keep-malloc`` measures without.
+On a loaded machine
 run with ``OMP_WAIT_POLICY=PASSIVE``: spinning OpenMP threads whose partner was preempted made
 2-thread forwards up to 20x slower at load ~8 (N=100: 9.5 s active vs 0.46 s passive).
 Reference (published MultiFlow, 21.8M parameters, this class of machine): 0.84 s at N=100,
@@ -120,8 +121,8 @@ def _run_child(preset: str, attention: str, length: int, args: argparse.Namespac
     cmd = [sys.executable, __file__, "--child", preset, attention, str(length),
            "--threads", str(args.threads), "--repeats", str(args.repeats)]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), PYTHONPATH=str(REPO))
-    if args.tune_malloc:
-        env.update(MALLOC_MMAP_THRESHOLD_="4000000000", MALLOC_TRIM_THRESHOLD_="100000000000")
+    if args.keep_malloc:
+        env["MULTIFLOW_KEEP_MALLOC"] = "1"
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         return {"preset": preset, "attention": attention, "N": length, "error": done.stderr.strip()[-300:]}
@@ -147,15 +148,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peak-gflops", type=float, default=115.0)
     parser.add_argument("--dense-budget-gb", type=float, default=4.0)
-    parser.add_argument("--tune-malloc", action="store_true", help="glibc malloc thresholds in the children")
+    parser.add_argument("--keep-malloc", action="store_true",
+                        help="leave glibc's allocator untuned in the children (default: tuned as by the CLI)")
     parser.add_argument("--child", nargs=3, metavar=("PRESET", "ATTENTION", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
+        from multiflow.runtime import tune_process
+
+        tune_process()  # as the multiflow command does; MULTIFLOW_KEEP_MALLOC=1 (--keep-malloc) opts out
         preset, attention, length = args.child
         print(json.dumps(run_child(preset, attention, int(length), args.threads, args.repeats)))
         return
     print(f"load average before: {os.getloadavg()[0]:.2f}  (threads={args.threads}, batch=1, "
-          f"repeats={args.repeats}, tune_malloc={args.tune_malloc})")
+          f"repeats={args.repeats}, keep_malloc={args.keep_malloc})")
     print("| preset | attention | N | wall best / median (s) | cpu (s) | GFLOP | GFLOP/s | %peak | GF/cpu-s "
           "| peak RSS MB | fwd MB | load | steal |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

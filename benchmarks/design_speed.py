@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default="codesign,inverse_fold,fold", help="comma-separated subset")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # rows appear as they finish
+    from multiflow.runtime import tune_process
 
+    tune_process()  # what the multiflow command does (MULTIFLOW_KEEP_MALLOC=1 opts out)
     import torch
 
     from multiflow.api import load_model

@@ -3,13 +3,16 @@
 * ``OMP_WAIT_POLICY=PASSIVE``: idle OpenMP threads otherwise spin; on a shared 2-core machine
   a spinning pool made a 2-thread forward pass ~20x slower (benchmarks/denoiser_speed.py).
   Must be set before torch is imported; a value the user set is kept.
-* glibc's allocator keeps freed memory instead of handing it back to the kernel: the
-  sampler allocates and frees the same large temporaries at every step, and returning them
-  made each step page-fault them in again. Measured here (``multiflow sample --lengths 100
-  --num_samples 4 --num_steps 30``, 1 thread, other jobs running): system time 4.8 s -> 2.0 s,
-  user + system 24.6 s -> 22.3 s (-9 %).
-  The cost is that the process keeps its peak memory until it exits. Set
-  ``MULTIFLOW_KEEP_MALLOC=1`` to leave the allocator alone; other C libraries are untouched.
+* glibc's allocator serves every block from its heap (no mmap) and keeps freed memory instead
+  of handing it back to the kernel: the sampler and the training step allocate and free the
+  same large temporaries (edge features are [B, N, K, 256]) again and again, and each mmap-ed
+  block came back from the kernel one page fault at a time (about 100 ms per 77 MB tensor
+  here). Measured on this 2-core VM, 1 thread, other jobs running: a training step of
+  ``experiment=cpu_small`` (~1,500 residues) 2.08 -> 1.68 s CPU (peak RSS 1.56 -> 1.70 GB);
+  ``multiflow sample --lengths 100 --num_samples 4 --num_steps 30`` 24.0 -> 22.6 s CPU
+  (system time 4.8 -> 2.3 s). The cost is that the process keeps its peak memory until it
+  exits. Set ``MULTIFLOW_KEEP_MALLOC=1`` to leave the allocator alone; other C libraries are
+  untouched.
 
 Python API users can call :func:`tune_process` themselves.
 """
@@ -22,9 +25,8 @@ import os
 
 # mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 _TRIM_THRESHOLD = 1 << 30  # keep up to 1 GiB of freed heap at the top instead of trimming it
-_MMAP_THRESHOLD = 32 << 20  # blocks below 32 MiB (glibc's maximum) come from the heap, not mmap
 
 
 def tune_allocator() -> bool:
@@ -40,7 +42,9 @@ def tune_allocator() -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    # every block from the heap, none from mmap (glibc still falls back to mmap if the heap cannot grow):
+    # an mmap-ed block goes back to the kernel when freed and faults in again, page by page, next time
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
 
 
 def tune_process() -> None:
