@@ -42,7 +42,7 @@ class DenoiserFlowModel(nn.Module):
         if conditioning is not None:  # at sampling time the solver's conditioning says what is given
             fixed_structure, fixed_sequence = conditioning.fixed_structure, conditioning.fixed_sequence
         out = self.denoise(state, t, res_mask, residue_index, chain_index, self_condition,
-                           fixed_structure, fixed_sequence)
+                           fixed_structure=fixed_structure, fixed_sequence=fixed_sequence)
         return Prediction(trans_1=out.trans, rots_1=out.rots, logits=out.aa_logits, confidence=out.confidence)
 
     def denoise(

@@ -10,7 +10,7 @@ coordinate convention and tasks.py for the definition of ``score``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -66,22 +66,13 @@ class GuidedModel:
         self.confidence: Tensor | None = None
 
     def __call__(self, state: FlowState, t: dict[str, Tensor], **extras: Any) -> Prediction:
-        denoise = getattr(self.model, "denoise", None)
-        if denoise is not None:
-            cond = extras.get("conditioning")
-            given = {} if cond is None else {"fixed_structure": cond.fixed_structure,
-                                             "fixed_sequence": cond.fixed_sequence}
-            out = denoise(state, t, extras["res_mask"], extras["residue_index"], extras.get("chain_index"),
-                          extras.get("self_condition"), **given)
-            self.confidence = out.confidence
-            pred = Prediction(out.trans, out.rots, out.aa_logits)
-        else:
-            pred = self.model(state, t, **extras)
+        pred = self.model(state, t, **extras)
+        self.confidence = pred.confidence
         if self.bias is None:
             return pred
         logits = pred.logits[..., :NUM_AA]
         biased = logits + self.bias.to(logits.dtype)
-        return Prediction(pred.trans_1, pred.rots_1, torch.where(self.where[..., None], biased, logits))
+        return replace(pred, logits=torch.where(self.where[..., None], biased, logits))
 
 
 def plan_batches(lengths: Sequence[int], max_tokens: int, batch_size: int | None = None) -> list[list[int]]:
