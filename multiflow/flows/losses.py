@@ -281,13 +281,13 @@ def confidence_loss(confidence: Tensor, pred_trans_1: Tensor, trans_1: Tensor, m
     regression). The target carries no gradient. Also ``lddt_ca``: the mean target (logged).
     """
     with torch.no_grad():
-        target = lddt_ca(pred_trans_1.detach().float() * TRANS_SCALE, trans_1.float() * TRANS_SCALE, mask)  # [B, N]
+        target = lddt_ca(pred_trans_1.float() * TRANS_SCALE, trans_1.float() * TRANS_SCALE, mask)  # [B, N]
     eps = 1e-6
     p = confidence.float().clamp(eps, 1 - eps)
     bce = -(target * p.log() + (1 - target) * (1 - p).log()) * mask  # [B, N]
     count = mask.float().sum(-1)  # [B]
     return {"confidence": _per_sample_mean(bce, count),
-            "lddt_ca": _per_sample_mean(target * mask, count).detach()}
+            "lddt_ca": _per_sample_mean(target * mask, count)}
 
 
 def total_loss(terms: Mapping[str, Tensor], weights: Mapping[str, float]) -> Tensor:
