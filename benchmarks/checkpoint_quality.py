@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from multiflow.runtime import tune_process
+
+tune_process()  # what the multiflow command does, before numpy and torch load
 
 import numpy as np
 
