@@ -45,6 +45,9 @@ class DenoiserConfig:
     edge_orientation: bool = True  # add R_iᵀ(x_j - x_i) direction and R_iᵀR_j to edge features
     edge_atom_distances: bool = False  # add RBFs of the 16 distances between the ideal N, CA, C,
     #   CB of residue i and of residue j (ProteinMPNN-style); zero-initialised projection
+    node_messages: bool = False  # add a neighbour message-passing node update to every block
+    #   (MLP of edge + both end nodes, mean over neighbours); zero-initialised output
+    message_dim: int = 64  # hidden width of those messages
     edge_update: bool = True  # update edge features between blocks (with current distances)
     self_condition: bool = True  # accept previous predictions (translations, aa probabilities)
     graph_from_self_cond: bool = True  # neighbours near in the noisy OR the self-cond structure
@@ -53,7 +56,7 @@ class DenoiserConfig:
     def __post_init__(self) -> None:
         positive = ("node_dim", "edge_dim", "num_blocks", "ipa_heads", "ipa_head_dim", "qk_points",
                     "v_points", "seq_heads", "seq_ff_mult", "transition_mult", "edge_hidden_mult",
-                    "num_rbf", "max_rel_pos", "gather_above_n")
+                    "num_rbf", "max_rel_pos", "gather_above_n", "message_dim")
         for name in positive:
             if int(getattr(self, name)) <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")

@@ -2,6 +2,7 @@
 
 Trunk (``num_blocks`` times):
     IPA over the neighbour graph (dense or sparse, same math)      s <- LN(s + IPA(s, z, T))
+    neighbour messages (optional, ``node_messages``)                s <- s + Msg(s, z)
     sequence transformer (dense self-attention, no geometry)       s <- s + Tfmr(s)
     transition MLP                                                  s <- LN(s + MLP(s))
     frame update (quaternion 3-vector + local translation)          T <- T ∘ ΔT
@@ -30,7 +31,7 @@ from multiflow.models.config import DenoiserConfig
 from multiflow.models.embedders import EdgeEmbedder, NodeEmbedder
 from multiflow.models.graph import NeighbourGraph, dense_graph, knn_graph
 from multiflow.models.ipa import InvariantPointAttention
-from multiflow.models.layers import BackboneUpdate, EdgeUpdate, SequenceTransformer, Transition
+from multiflow.models.layers import BackboneUpdate, EdgeUpdate, NeighbourMessages, SequenceTransformer, Transition
 
 __all__ = ["DenoiserInput", "DenoiserOutput", "Denoiser", "DenoiserBlock", "build_denoiser"]
 
@@ -109,6 +110,7 @@ class DenoiserBlock(nn.Module):
             c_s, c_z, cfg.ipa_heads, cfg.ipa_head_dim, cfg.qk_points, cfg.v_points, cfg.gather_above_n
         )
         self.ipa_norm = nn.LayerNorm(c_s)
+        self.messages = NeighbourMessages(c_s, c_z, cfg.message_dim) if cfg.node_messages else None
         self.seq = SequenceTransformer(c_s, cfg.seq_heads, cfg.seq_layers, cfg.seq_ff_mult) if cfg.seq_layers else None
         self.transition = Transition(c_s, cfg.transition_mult)
         self.frame_update = BackboneUpdate(c_s)
@@ -120,6 +122,8 @@ class DenoiserBlock(nn.Module):
         """s [B,N,C_s], z [B,N,K,C_z], rots [B,N,3,3], trans [B,N,3] nm, mask [B,N] bool."""
         m = mask[..., None].to(s.dtype)  # [B, N, 1]
         s = self.ipa_norm(s + self.ipa(s, z, rots, trans, graph)) * m  # [B, N, C_s]
+        if self.messages is not None:
+            s = self.messages(s, z, graph, mask)  # [B, N, C_s]
         if self.seq is not None:
             s = self.seq(s, mask) * m  # [B, N, C_s]
         s = self.transition(s) * m  # [B, N, C_s]

@@ -42,10 +42,15 @@ def resolve_resume(cfg: DictConfig) -> str | None:
     return str(path)
 
 
-# Model switches whose new parameters start at zero (the model computes what it computed
-# before, plus a new output for the confidence head), so a warm start may turn them on: the
-# missing weights are then the only ones not loaded.
-ADDITIVE_SWITCHES = ("edge_atom_distances", "confidence_head")
+# Model switches that may go from off to on in a warm start, with the parameter names (substrings)
+# that may start non-zero. Every other new weight must start at zero, so the grown model computes
+# what the old one computed (plus a new output, for a new head) until training moves it.
+ADDITIVE_SWITCHES: dict[str, tuple[str, ...]] = {
+    "edge_atom_distances": (),  # one zero-initialised projection
+    "confidence_head": ("confidence_head.",),  # a new output; the old outputs do not read it
+    "node_messages": (".messages.edge_in.", ".messages.node_i.", ".messages.node_j.", ".messages.hidden."),
+    # ^ hidden layers of the message MLP; its output projection (.messages.out) starts at zero
+}
 
 
 def warm_start(module, path: str) -> None:
@@ -67,6 +72,8 @@ def warm_start(module, path: str) -> None:
     added = [k for k in ADDITIVE_SWITCHES if new[k] and not old[k]]
     for key in added:
         old[key] = new[key]
+    if "node_messages" in added:
+        old["message_dim"] = new["message_dim"]  # the width of a layer the checkpoint does not have
     if old != new:
         differ = sorted(k for k in old if old[k] != new[k])
         raise ConfigError(
@@ -76,8 +83,8 @@ def warm_start(module, path: str) -> None:
     denoiser = module.model.denoiser
     missing, unexpected = denoiser.load_state_dict(loaded.model.denoiser.state_dict(), strict=not added)
     state = denoiser.state_dict()
-    # new weights must leave the old outputs as they were: zero-initialised, or inside a new output head
-    feeds_old = [n for n in missing if not ("confidence_head" in added and n.startswith("confidence_head."))]
+    may_be_nonzero = tuple(part for key in added for part in ADDITIVE_SWITCHES[key])
+    feeds_old = [n for n in missing if not any(part in "." + n for part in may_be_nonzero)]
     if unexpected or any(bool(state[name].any()) for name in feeds_old):
         raise ConfigError(f"init_from={path}: weights do not fit the model (missing {missing}, unexpected {unexpected})")
     if added:

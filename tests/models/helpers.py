@@ -15,7 +15,7 @@ TINY = DenoiserConfig(
     node_dim=32, edge_dim=16, num_blocks=2, ipa_heads=2, ipa_head_dim=8, qk_points=2, v_points=3,
     seq_heads=2, seq_layers=1, seq_ff_mult=2, transition_mult=2, edge_hidden_mult=2,
     k_neighbors=4, seq_neighbors=1, time_embed_dim=8, index_embed_dim=8, aa_embed_dim=8, num_rbf=8,
-    max_rel_pos=8, confidence_head=True,
+    max_rel_pos=8, confidence_head=True, node_messages=True, message_dim=16,
 )
 
 
@@ -24,13 +24,16 @@ def tiny_config(**overrides) -> DenoiserConfig:
 
 
 def tiny_model(seed: int = 0, dtype: torch.dtype = torch.float32, **overrides) -> Denoiser:
-    """A tiny denoiser whose zero-initialised frame updates are randomised, so frames move."""
+    """A tiny denoiser whose zero-initialised frame updates (and message outputs) are randomised,
+    so frames move and the messages are really used."""
     torch.manual_seed(seed)
     model = Denoiser(tiny_config(**overrides))
     with torch.no_grad():
         for block in model.blocks:
             block.frame_update.linear.weight.normal_(0.0, 0.05)
             block.frame_update.linear.bias.normal_(0.0, 0.05)
+            if block.messages is not None:
+                block.messages.out.weight.normal_(0.0, 0.1)
     return model.to(dtype).eval()
 
 

@@ -11,6 +11,8 @@ measurement gives ~1e-15, checked at atol 1e-12: the float32 error is round-off 
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -232,3 +234,43 @@ def test_atom_pair_distances_match_backbone_atoms_built_from_frames():
             want = torch.cdist(atoms[0, i], atoms[0, j]).flatten() / 10.0  # nm, (atom of i, atom of j)
             want = torch.sqrt(want**2 + 1e-8)  # safe_norm's epsilon (gives self-edges a finite gradient)
             torch.testing.assert_close(got[0, i, k], want, atol=1e-7, rtol=0)  # local atoms are float32
+
+
+def test_neighbour_messages_start_as_a_no_op_for_warm_starts():
+    """Loading weights trained without messages reproduces the old model exactly; then they matter."""
+    old = tiny_model(seed=3, node_messages=False)
+    new = Denoiser(dataclasses.replace(old.cfg, node_messages=True)).eval()
+    missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(".messages." in name for name in missing)
+    inp = random_input()
+    with torch.no_grad():
+        torch.testing.assert_close(new(inp).aa_logits, old(inp).aa_logits, atol=0, rtol=0)
+        torch.testing.assert_close(new(inp).trans, old(inp).trans, atol=0, rtol=0)
+        for block in new.blocks:
+            block.messages.out.weight.normal_(0.0, 0.1)
+        assert (new(inp).aa_logits - old(inp).aa_logits).abs().max() > 1e-3
+
+
+def test_neighbour_messages_average_over_valid_edges_only():
+    from multiflow.models.graph import knn_graph
+    from multiflow.models.layers import NeighbourMessages
+
+    torch.manual_seed(0)
+    layer = NeighbourMessages(c_s=8, c_z=4, hidden=6)
+    torch.nn.init.normal_(layer.out.weight)
+    inp = random_input(batch=1, length=9)
+    mask = inp.residue_mask.clone()
+    mask[0, -3:] = False
+    graph = knn_graph(inp.frames.trans, mask, k=3, seq_window=1)
+    s, z = torch.randn(1, 9, 8), torch.randn(1, 9, graph.num_neighbours, 4)
+    got = layer(s, z, graph, mask)
+    # by hand for residue 0: MLP of each valid edge, plain mean, output projection
+    i, h = 0, []
+    for k in range(graph.num_neighbours):
+        if graph.mask[0, i, k]:
+            j = int(graph.idx[0, i, k])
+            pre = layer.edge_in(z[0, i, k]) + layer.node_i(s[0, i]) + layer.node_j(s[0, j])
+            h.append(torch.relu(layer.hidden(torch.relu(pre))))
+    want = s[0, i] + layer.out(torch.stack(h).mean(0))
+    torch.testing.assert_close(got[0, i], want, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[0, -3:], s[0, -3:])  # padding rows pass through unchanged

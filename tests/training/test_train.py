@@ -141,6 +141,15 @@ def test_export_and_load_checkpoint(processed, tmp_path):
     headed_state = headed.model.denoiser.state_dict()
     assert {k for k in headed_state if k not in grown_state and k not in b.model.denoiser.state_dict()} == {
         k for k in headed_state if k.startswith("confidence_head.")}
+    # and neighbour messages: every old weight loads, the message outputs stay zero (so nothing changes)
+    messaged = _build(compose_config("train", _overrides(processed, tmp_path / "w5", "model.node_messages=true")))
+    warm_start(messaged, str(slim))
+    messaged_state = messaged.model.denoiser.state_dict()
+    new_keys = {k for k in messaged_state if k not in b.model.denoiser.state_dict()}
+    assert new_keys and all(".messages." in k for k in new_keys)
+    assert all(not messaged_state[k].any() for k in new_keys if ".messages.out." in k)
+    for key, value in b.model.denoiser.state_dict().items():
+        assert torch.equal(messaged_state[key], value)
     with pytest.raises(MissingWeightsError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
