@@ -183,8 +183,9 @@ def _path_kl_density(flow: DiscreteFlow, logp: Tensor, x_t: Tensor, x1: Tensor) 
 #   bb_atom   = mean over free residues, atoms N CA C O and xyz of (s(t) (â - a))²  [nm²]
 #   pair_dist = mean over atom pairs closer than ``pair_cutoff`` in the data, at least one atom of a free
 #               residue, of (s(t) (d̂ - d))²  [nm²]
+#   clash     = Σ over non-adjacent predicted CA pairs of relu(3.5 Å - d̂)², per free residue  [nm²]
 # "Free" = res_mask & ~fixed_structure; fixed residues take their data frames before atoms are built, so
-# a prediction at a fixed residue never changes a term. bb_atom and pair_dist count only samples with
+# a prediction at a fixed residue never changes a term. bb_atom, pair_dist and clash count only samples with
 # t > late_t (t = min(t_trans, t_rots)); late_t=None counts every sample. Each term is a mean over the
 # samples that have something to count (0 if none).
 
@@ -264,14 +265,38 @@ def backbone_losses(pred_trans_1: Tensor, pred_rots_1: Tensor, trans_1: Tensor, 
 
 def structure_losses(pred_trans_1: Tensor, pred_rots_1: Tensor, noisy: NoisyBatch, *, t_clip: float = 0.9,
                      late_t: float | None = 0.75, pair_cutoff: float = 6.0) -> dict[str, Tensor]:
-    """All four structure terms for a prediction on an ``interpolant.NoisyBatch`` (translations in nm)."""
+    """All five structure terms for a prediction on an ``interpolant.NoisyBatch`` (translations in nm)."""
     free = noisy.res_mask & ~noisy.fixed_structure
     terms = translation_vf_loss(pred_trans_1, noisy.trans_1, noisy.t_trans, free, t_clip=t_clip)
     terms |= rotation_vf_loss(pred_rots_1, noisy.rots_1, noisy.rots_t, noisy.t_rots, free, t_clip=t_clip)
     t_struct = torch.minimum(noisy.t_trans, noisy.t_rots)
     terms |= backbone_losses(pred_trans_1, pred_rots_1, noisy.trans_1, noisy.rots_1, t_struct, noisy.res_mask,
                              noisy.fixed_structure, t_clip=t_clip, late_t=late_t, pair_cutoff=pair_cutoff)
+    terms |= clash_loss(pred_trans_1, noisy.res_mask, noisy.fixed_structure, t_struct, late_t=late_t)
     return terms
+
+
+def clash_loss(pred_trans_1: Tensor, res_mask: Tensor, fixed_structure: Tensor | None, t: Tensor, *,
+               min_distance: float = 3.5, min_separation: int = 2, late_t: float | None = 0.75) -> dict[str, Tensor]:
+    """``clash``: how far predicted CA atoms of non-adjacent residues come inside ``min_distance``.
+
+    Per sample, Σ over pairs with |i - j| >= ``min_separation`` (residues in array order, both real, at
+    least one free) of relu(min_distance - d̂_ij)² [nm²], divided by the number of free residues; the
+    mean over samples with t > ``late_t`` (t [B] the structure time). Real chains never have
+    non-adjacent CA atoms closer than ~3.8 Å, so the data term is zero and this only pushes apart
+    predicted atoms that overlap (the clash count of evaluation uses CA-CA < 3 Å). ``min_distance`` in Å.
+    """
+    fixed = torch.zeros_like(res_mask) if fixed_structure is None else fixed_structure & res_mask
+    free = res_mask & ~fixed
+    n = res_mask.shape[1]
+    d = torch.cdist(pred_trans_1, pred_trans_1)  # [B, N, N] nm
+    idx = torch.arange(n, device=res_mask.device)
+    apart = (idx[None, :] - idx[:, None]).abs() >= min_separation  # [N, N]
+    pairs = apart & res_mask[:, :, None] & res_mask[:, None, :] & (free[:, :, None] | free[:, None, :])
+    overlap = torch.relu(min_distance / TRANS_SCALE - d) * pairs  # [B, N, N] nm
+    gate = torch.ones_like(res_mask[:, 0]) if late_t is None else t > late_t  # [B]
+    count = free.sum(-1) * gate  # [B], 0 excludes the sample
+    return {"clash": _per_sample_mean(overlap.pow(2) * 0.5, count.to(d.dtype))}  # 0.5: each pair is counted twice
 
 
 def confidence_loss(confidence: Tensor, pred_trans_1: Tensor, trans_1: Tensor, mask: Tensor) -> dict[str, Tensor]:

@@ -33,9 +33,9 @@ class TrainingConfig:
     ema_decay: float = 0.999  # EMA of weights (0 disables; applied by the callback)
     loss_weights: dict[str, float] = field(
         default_factory=lambda: {"trans_vf": 1.0, "rots_vf": 0.5, "aa": 1.0, "bb_atom": 0.25, "pair_dist": 0.25,
-                                 "confidence": 0.1}
+                                 "clash": 50.0, "confidence": 0.1}
     )  # "confidence" applies only to models with a confidence head
-    aux_loss_t_min: float = 0.25  # backbone-atom and pair-distance losses only where the structure time exceeds this
+    aux_loss_t_min: float = 0.25  # backbone-atom, pair-distance and clash losses only where the structure time exceeds this
     likelihood_weighting: bool = False  # 1/(1-t) weight on the token loss
 
 

@@ -124,3 +124,25 @@ def test_total_loss_weights_and_errors():
         total_loss(terms, {"a": 1.0, "typo": 1.0})
     with pytest.raises(ConfigError):
         total_loss(terms, {"a": 0.0})
+
+
+def test_clash_term_counts_overlapping_non_adjacent_pairs_only():
+    from multiflow.flows.losses import clash_loss
+
+    # CA positions in nm: 0-1-2 a chain with 3.8 Å steps bent so that 0 and 2 sit 2.0 Å apart;
+    # residue 3 far away; residue 4 is padding placed on top of residue 0
+    ca = torch.tensor([[0.0, 0.0, 0.0], [0.38, 0.0, 0.0], [0.0, 0.20, 0.0], [3.0, 3.0, 3.0], [0.0, 0.0, 0.01]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    t = torch.tensor([0.9])
+    got = clash_loss(ca[None], mask, None, t, min_distance=3.5)["clash"]
+    # pair (0, 2) only: adjacent pairs (0, 1), (1, 2) are exempt, padding never counts; 4 free residues
+    assert math.isclose(float(got), (0.35 - 0.20) ** 2 / 4, rel_tol=1e-5)
+    assert float(clash_loss(ca[None], mask, None, torch.tensor([0.5]), late_t=0.75)["clash"]) == 0.0  # early t
+    both_fixed = torch.tensor([[True, False, True, False, False]])
+    assert float(clash_loss(ca[None], mask, both_fixed, t)["clash"]) == 0.0  # a motif's own pairs are data
+    one_fixed = torch.tensor([[True, False, False, False, False]])
+    assert math.isclose(float(clash_loss(ca[None], mask, one_fixed, t)["clash"]), (0.35 - 0.20) ** 2 / 3, rel_tol=1e-5)
+    # the gradient pushes the two atoms apart
+    x = ca[None].clone().requires_grad_(True)
+    clash_loss(x, mask, None, t)["clash"].backward()
+    assert x.grad[0, 2, 1] < 0 < x.grad[0, 0, 1]  # residue 2 up (+y), residue 0 down
