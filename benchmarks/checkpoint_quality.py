@@ -89,6 +89,9 @@ def codesign(model, lengths, num_samples: int, num_steps: int, seed: int) -> lis
     return table
 
 
+PARTS = ("inverse_folding", "forward_folding", "codesign")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None, help="default: the bundled model")
@@ -98,32 +101,48 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--if_samples", type=int, default=4, help="sequences per TS50 chain at T = 0.1")
     parser.add_argument("--proteinmpnn", action="store_true", help="also ProteinMPNN's recovery (same chains, T = 0.1)")
+    parser.add_argument("--parts", default="inverse_folding,forward_folding,codesign",
+                        help="comma-separated subset to measure (run parts as separate processes, one per core)")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown or not parts:
+        parser.error(f"--parts takes a subset of {','.join(PARTS)}, got {args.parts!r}")
     model = load_model(args.checkpoint, device="cpu")
     chains = ts50_chains(args.ts50_limit)
     start = time.time()
-    inv = inverse_folding(model, chains, args.num_steps, args.seed, args.if_samples)
-    if args.proteinmpnn:
-        inv["proteinmpnn T=0.1"] = proteinmpnn_recovery(chains, args.seed, args.if_samples)
-    fwd = forward_folding(model, chains, args.num_steps, args.seed)
-    cod = codesign(model, (70, 100, 150), args.codesign_samples, args.num_steps, args.seed)
+    inv, fwd, cod = None, None, None
+    if "inverse_folding" in parts:
+        inv = inverse_folding(model, chains, args.num_steps, args.seed, args.if_samples)
+        if args.proteinmpnn:
+            inv["proteinmpnn T=0.1"] = proteinmpnn_recovery(chains, args.seed, args.if_samples)
+    if "forward_folding" in parts:
+        fwd = forward_folding(model, chains, args.num_steps, args.seed)
+    if "codesign" in parts:
+        cod = codesign(model, (70, 100, 150), args.codesign_samples, args.num_steps, args.seed)
     print(f"checkpoint: {model.loaded.path} (sha256 {model.loaded.sha256[:12]}), {args.num_steps} steps, "
-          f"TS50 chains: {len(chains)}, wall {time.time() - start:.0f} s")
-    print(f"TS50 sequence recovery ({len(chains)} chains; T=0.1 rows: {args.if_samples} sequences per chain)")
-    print(f"{'model':>28} | {'protocol':>9} | recovery")
-    for key, value in inv.items():
-        who, protocol = ("ProteinMPNN v_48_020", "T=0.1") if key.startswith("proteinmpnn") else ("multiflow (this checkpoint)", key)
-        print(f"{who:>28} | {protocol:>9} | {value:.3f}")
-    print(f"forward folding: CA-RMSD {fwd['ca_rmsd']:.2f} Å  TM-score {fwd['tm_score']:.3f}")
-    keys = ["length", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration", "rg_pdb_trend", "ca_ca_mean",
-            "clashes_per_100"]
-    print(" | ".join(f"{k[:13]:>13}" for k in keys))
-    for row in cod:
-        print(" | ".join(f"{row.get(k, float('nan')):>13.3f}" for k in keys))
+          f"TS50 chains: {len(chains)}, parts: {','.join(parts)}, wall {time.time() - start:.0f} s")
+    if inv is not None:
+        print(f"TS50 sequence recovery ({len(chains)} chains; T=0.1 rows: {args.if_samples} sequences per chain)")
+        print(f"{'model':>28} | {'protocol':>9} | recovery")
+        for key, value in inv.items():
+            who, protocol = (("ProteinMPNN v_48_020", "T=0.1") if key.startswith("proteinmpnn")
+                             else ("multiflow (this checkpoint)", key))
+            print(f"{who:>28} | {protocol:>9} | {value:.3f}")
+    if fwd is not None:
+        print(f"forward folding: CA-RMSD {fwd['ca_rmsd']:.2f} Å  TM-score {fwd['tm_score']:.3f}")
+    if cod is not None:
+        keys = ["length", "helix_frac", "strand_frac", "coil_frac", "radius_of_gyration", "rg_pdb_trend",
+                "ca_ca_mean", "clashes_per_100"]
+        print(" | ".join(f"{k[:13]:>13}" for k in keys))
+        for row in cod:
+            print(" | ".join(f"{row.get(k, float('nan')):>13.3f}" for k in keys))
     if args.json:
-        Path(args.json).write_text(json.dumps({"inverse_folding": inv, "forward_folding": fwd, "codesign": cod,
-                                               "ts50_chains": len(chains), "num_steps": args.num_steps}, indent=2))
+        results = {"inverse_folding": inv, "forward_folding": fwd, "codesign": cod}
+        Path(args.json).write_text(json.dumps({**{k: v for k, v in results.items() if v is not None},
+                                               "ts50_chains": len(chains), "num_steps": args.num_steps,
+                                               "checkpoint_sha256": model.loaded.sha256}, indent=2))
 
 
 if __name__ == "__main__":
