@@ -57,6 +57,27 @@ def build_datamodule(cfg: DictConfig) -> ProteinDataModule:
     return ProteinDataModule(**data)
 
 
+def _interrupt_saver(path: Path):
+    """A callback that writes ``path`` (last.ckpt) when Ctrl-C or SIGTERM stops training.
+
+    Lightning answers Ctrl-C with ``sys.exit(1)`` and SIGTERM (a cluster's preemption, ``kill``)
+    with an exception, both from inside ``fit``, so the save after ``fit`` in ``train.run`` never
+    runs and the steps since the last periodic save would be lost. Lightning calls
+    ``on_exception`` on every rank first; SIGTERM is broadcast to all ranks, so under DDP every
+    rank reaches the (collective) save at the same step.
+    """
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    class SaveOnInterrupt(Callback):
+        def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+            if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
+                trainer.save_checkpoint(path)
+                print(f"training stopped at step {trainer.global_step}; saved {path}")
+
+    return SaveOnInterrupt()
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path):
     import lightning as L
     from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
@@ -75,6 +96,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path):
             every_n_train_steps=int(trainer_kwargs.get("val_check_interval") or 500),
         ),
         LearningRateMonitor(logging_interval="step"),
+        _interrupt_saver(run_dir / "checkpoints" / "last.ckpt"),
     ]
     if float(cfg.training.ema_decay) > 0:
         callbacks.append(EMAWeightAveraging(decay=float(cfg.training.ema_decay)))

@@ -108,8 +108,9 @@ def run(cfg: DictConfig) -> Path:
     trainer = build_trainer(cfg, run_dir)
     trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
     if trainer.global_step > 0:
-        # ModelCheckpoint writes last.ckpt only every val_check_interval steps: a stop by max_time,
-        # by max_steps off that interval or by Ctrl-C would otherwise lose the steps since then.
+        # ModelCheckpoint writes last.ckpt only every val_check_interval steps: a stop by max_time
+        # or by max_steps off that interval would otherwise lose the steps since then (Ctrl-C and
+        # SIGTERM end fit with an exception; builders' SaveOnInterrupt callback saves for those).
         trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
     return run_dir
 

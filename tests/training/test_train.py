@@ -155,3 +155,27 @@ def test_export_and_load_checkpoint(processed, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(MissingWeightsError, match="cannot read"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_sigterm_keeps_the_steps_since_the_last_periodic_save(processed, tmp_path):
+    # SIGTERM (and Ctrl-C) end Lightning's fit with an exception, so train.run's save after fit never
+    # runs; the SaveOnInterrupt callback must write last.ckpt at the step where training stopped.
+    import lightning as L
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from multiflow.training.builders import build_trainer
+
+    class Preempt(L.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            if trainer.global_step == 3:  # periodic saves land on steps 2 and 4
+                raise SIGTERMException()
+
+    run_dir = tmp_path / "run"
+    cfg = compose_config("train", _overrides(processed, run_dir, "trainer.max_steps=8"))
+    trainer = build_trainer(cfg, run_dir)
+    trainer.callbacks.append(Preempt())
+    with pytest.raises(SIGTERMException):
+        trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 3
+    assert "current_model_state" in ckpt, "the raw (non-EMA) weights must be kept so a resume continues exactly"
