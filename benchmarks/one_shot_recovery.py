@@ -82,7 +82,7 @@ def main() -> None:
     for path in args.checkpoint:
         loaded = load_checkpoint(path, device="cpu")
         ce, identity, n = one_shot(loaded.model, examples)
-        step = loaded.meta.get("global_step", "")
+        step = loaded.meta.get("steps", loaded.meta.get("global_step", ""))  # total steps of an exported model
         print(f"| {path} | {step} | {ce:.3f} | {math.exp(ce):.2f} | {100 * identity:.1f} % |")
     print(f"({n} residues)")
 
