@@ -21,6 +21,7 @@ from torch import nn
 
 from multiflow.flows.discrete import DiscreteFlow
 from multiflow.flows.losses import token_loss, token_nelbo
+from multiflow.training.schedule import lr_factor
 
 
 @dataclass(frozen=True)
@@ -61,10 +62,7 @@ class _TextModule(L.LightningModule):
 
     def _lr_factor(self, step: int) -> float:
         o = self.optim
-        if step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        frac = min(1.0, (step - o.warmup_steps) / max(1, o.max_steps - o.warmup_steps))
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+        return lr_factor(step, o.warmup_steps, o.warmup_steps, max(o.max_steps, o.warmup_steps + 1), o.min_lr_ratio)
 
     def n_bytes(self, x1: torch.Tensor) -> float:
         return float(self.token_bytes[x1].sum())

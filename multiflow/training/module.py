@@ -20,6 +20,7 @@ from multiflow.flows.losses import confidence_loss, structure_losses, token_loss
 from multiflow.models.denoiser import Denoiser
 from multiflow.models.flow_model import DenoiserFlowModel, noisy_batch_inputs
 from multiflow.sampling.solver import Prediction
+from multiflow.training.schedule import cooldown_window, lr_factor
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class TrainingConfig:
     lr: float = 1e-4  # AdamW learning rate
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_steps: int = 200  # linear warm-up, optimiser steps
+    decay_steps: int = 0  # cosine cool-down over the last decay_steps of trainer.max_steps (0: constant rate)
+    min_lr_ratio: float = 0.05  # learning rate at the end of the cool-down, as a fraction of lr
     self_condition_prob: float = 0.5  # probability of a self-conditioning pass per batch
     ema_decay: float = 0.999  # EMA of weights (0 disables; applied by the callback)
     loss_weights: dict[str, float] = field(
@@ -99,7 +102,10 @@ class MultiflowModule(L.LightningModule):
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         warmup = max(int(self.config.warmup_steps), 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))
+        max_steps = self.trainer.max_steps if self._trainer is not None else -1
+        start, end = cooldown_window(max_steps, int(self.config.decay_steps), warmup)
+        ratio = float(self.config.min_lr_ratio)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, warmup, start, end, ratio))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
