@@ -36,3 +36,26 @@ def test_text_schedule_is_whole_run_cosine():
 def test_cooldown_needs_room(max_steps, decay):
     with pytest.raises(ConfigError, match="decay_steps"):
         cooldown_window(max_steps=max_steps, decay_steps=decay, warmup_steps=100)
+
+
+def test_training_module_cools_down_over_the_last_steps_of_max_steps(tmp_path):
+    from types import SimpleNamespace
+
+    from multiflow.training.builders import build_module
+    from multiflow.training.train import compose_config
+
+    cfg = compose_config("train", ["model=tiny", f"run_dir={tmp_path}", "training.lr=1e-3", "training.warmup_steps=2",
+                                   "training.decay_steps=4", "training.min_lr_ratio=0.1", "trainer.max_steps=10"])
+    module = build_module(cfg)
+    module._trainer = SimpleNamespace(max_steps=10)  # what configure_optimizers reads of the Trainer
+    sched = module.configure_optimizers()["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(11):
+        lrs.append(sched.optimizer.param_groups[0]["lr"])
+        sched.optimizer.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(5e-4) and lrs[1:7] == pytest.approx([1e-3] * 6)
+    assert lrs[8] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5)) and lrs[10] == pytest.approx(1e-4)
+    module._trainer = SimpleNamespace(max_steps=-1)  # a time-bounded run cannot cool down by step count
+    with pytest.raises(ConfigError, match="finite trainer.max_steps"):
+        module.configure_optimizers()
