@@ -5,7 +5,10 @@ Two ways to superimpose before scoring:
     prediction): :func:`tm_score_aligned` searches the superposition maximising the TM-score
     from fragment seeds, as the TM-score program does;
   * otherwise (different sequences or lengths): biotite's ``superimpose_structural_homologs``
-    (3Di alignment + TM-guided refinement, a TM-align-like heuristic) finds the correspondence.
+    (3Di alignment + TM-guided refinement, a TM-align-like heuristic) finds the correspondence,
+    its refinement capped at HOMOLOG_MAX_ITERATIONS rounds: biotite's default has no cap and never
+    stops when the correspondence alternates between two sets (seen with a design against PDB
+    1T6U chain E: a novelty search that ran for more than 13 minutes).
 :func:`tm_score` picks the first when both chains have the same length and sequence.
 """
 
@@ -24,6 +27,9 @@ from multiflow.errors import BadStructureError
 
 logger = logging.getLogger(__name__)
 _ALIGN_ATOMS = ("N", "CA", "C", "O", "CB")
+
+HOMOLOG_MAX_ITERATIONS: int = 20
+"""Rounds of biotite's TM-guided correspondence refinement (its default has no limit)."""
 
 
 def tm_d0(length: int) -> float:
@@ -120,7 +126,8 @@ def tm_score(a: ProteinChain | TMStructure, b: ProteinChain | TMStructure, norma
     if same and sa.sequence == sb.sequence and UNK_LETTER not in sa.sequence:
         return tm_score_aligned(sb.ca, sa.ca, reference_length=norm)
     try:
-        fitted, _, ia, ib = struc.superimpose_structural_homologs(sa.atoms, sb.atoms, reference_length=norm)
+        fitted, _, ia, ib = struc.superimpose_structural_homologs(sa.atoms, sb.atoms, reference_length=norm,
+                                                                     max_iterations=HOMOLOG_MAX_ITERATIONS)
     except (ValueError, IndexError) as err:  # too short or nothing alignable
         logger.info("no structural alignment between %r and %r (%s); TM-score 0", sa.name, sb.name, err)
         return 0.0

@@ -126,6 +126,21 @@ def test_tm_score_structural_alignment_for_different_sequences(ts50_chains):
     assert M.tm_score(chain, moved_copy(mutant, random_rotation(7), [5.0, 5.0, 5.0])) > 0.95
 
 
+
+@pytest.mark.timeout(60)
+def test_tm_score_ends_when_biotite_refinement_cycles():
+    """A co-design sample against PDB 1T6U chain E: biotite's uncapped refinement alternates forever."""
+    from pathlib import Path
+
+    from multiflow.data.io import read_structure
+
+    fixtures = Path(__file__).resolve().parent / "fixtures"
+    design = read_structure(fixtures / "design_cycling_tm.pdb.gz")[0]
+    reference = read_structure(fixtures / "1T6U_E.pdb.gz")[0]
+    tm = M.tm_score(design, reference, normalize="a")
+    assert 0.1 < tm < 0.3  # unrelated folds (0.154 with 20 to 200 refinement rounds)
+    assert M.tm_score(reference, design, normalize="b") == pytest.approx(tm, abs=0.05)
+
 # --- self-consistency ---------------------------------------------------------------------------
 def _fold_of(chain, noise, seed, plddt=80.0):
     moved = moved_copy(chain, random_rotation(seed), [0.0, 0.0, 0.0], noise=noise, seed=seed)
