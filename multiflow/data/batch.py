@@ -27,6 +27,8 @@ class ChainExample:
     res_mask: np.ndarray  # [N] bool, residue has N, CA, C (frame defined)
     residue_index: np.ndarray  # [N] int64, author residue numbers
     chain_index: np.ndarray  # [N] int64, 0 for single chains
+    seq_target: np.ndarray | None = None  # [N, 20] float32, a teacher's amino-acid probabilities (distillation);
+                                          # rows of zeros: no target for that residue
 
     def __post_init__(self) -> None:
         n = self.aatype.shape[0]
@@ -34,6 +36,8 @@ class ChainExample:
             "aatype": (n,), "trans": (n, 3), "rots": (n, 3, 3),
             "res_mask": (n,), "residue_index": (n,), "chain_index": (n,),
         }
+        if self.seq_target is not None:
+            expected["seq_target"] = (n, NUM_AA)
         for key, shape in expected.items():
             got = getattr(self, key).shape
             if got != shape:
@@ -42,6 +46,8 @@ class ChainExample:
             raise BadStructureError(f"{self.name}: example has 0 residues")
         if not np.isfinite(self.trans[self.res_mask]).all():
             raise BadStructureError(f"{self.name}: non-finite coordinates in present residues")
+        if self.seq_target is not None and not (np.isfinite(self.seq_target).all() and (self.seq_target >= 0).all()):
+            raise BadStructureError(f"{self.name}: seq_target holds negative or non-finite probabilities")
 
     @property
     def length(self) -> int:
@@ -50,7 +56,8 @@ class ChainExample:
     def crop(self, start: int, length: int) -> "ChainExample":
         """Contiguous crop [start, start+length)."""
         sl = slice(start, start + length)
-        return replace(self, **{f.name: getattr(self, f.name)[sl] for f in fields(self) if f.name != "name"})
+        return replace(self, **{f.name: getattr(self, f.name)[sl] for f in fields(self)
+                                if f.name != "name" and getattr(self, f.name) is not None})
 
     @classmethod
     def from_npz(cls, data: dict[str, np.ndarray], name: str) -> "ChainExample":
@@ -77,6 +84,7 @@ class Batch:
     seq_mask: torch.Tensor  # [B, N] bool, residue identity known (not X, not padding)
     residue_index: torch.Tensor  # [B, N] int64, residue numbers (relative positions only matter)
     chain_index: torch.Tensor  # [B, N] int64
+    seq_target: torch.Tensor | None = None  # [B, N, 20] float32 teacher probabilities (zeros on padding), or None
 
     @property
     def batch_size(self) -> int:
@@ -91,7 +99,8 @@ class Batch:
         return self.trans.device
 
     def to(self, device: torch.device | str) -> "Batch":
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return Batch(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                        for f in fields(self)})
 
     def rigid(self):
         """Frames as a :class:`~multiflow.geometry.rigid.Rigid` [B, N] (translations in Å)."""
@@ -101,9 +110,16 @@ class Batch:
 
 
 def collate(examples: list[ChainExample]) -> Batch:
-    """Pad a list of examples to the longest one. Unknown residues (X) become MASK, seq_mask False."""
+    """Pad a list of examples to the longest one. Unknown residues (X) become MASK, seq_mask False.
+
+    ``seq_target`` is stacked when every example has one, None when none has; a mix is an error.
+    """
     if not examples:
         raise ValueError("collate() needs at least one example")
+    with_target = [ex.seq_target is not None for ex in examples]
+    if any(with_target) and not all(with_target):
+        missing = [ex.name for ex, has in zip(examples, with_target) if not has]
+        raise ValueError(f"seq_target is set for some examples of a batch but not for {missing[:5]}")
     b, n = len(examples), max(ex.length for ex in examples)
     aatype = torch.full((b, n), MASK_TOKEN, dtype=torch.long)
     trans = torch.zeros(b, n, 3)
@@ -123,4 +139,9 @@ def collate(examples: list[ChainExample]) -> Batch:
         rots[i, :m] = torch.where(res_mask[i, :m, None, None], torch.from_numpy(ex.rots), torch.eye(3))
         residue_index[i, :m] = torch.from_numpy(ex.residue_index)
         chain_index[i, :m] = torch.from_numpy(ex.chain_index)
-    return Batch(aatype, trans, rots, res_mask, seq_mask, residue_index, chain_index)
+    seq_target = None
+    if all(with_target):
+        seq_target = torch.zeros(b, n, NUM_AA)
+        for i, ex in enumerate(examples):
+            seq_target[i, : ex.length] = torch.from_numpy(np.asarray(ex.seq_target, np.float32))
+    return Batch(aatype, trans, rots, res_mask, seq_mask, residue_index, chain_index, seq_target)

@@ -3,11 +3,19 @@
 Batches are formed by a *token budget*: each batch holds chains of similar length and at most
 ``max_tokens`` residues after padding (B × N_max), so short chains come in large batches and
 long ones in small batches, and memory per step stays flat.
+
+Sequence targets for distillation (optional): ``<root>/seq_targets/<name>/<example_id>.npy``,
+[N, 20] float32 amino-acid probabilities of a teacher model per residue, written by
+``python -m data_pipelines.seq_targets`` (see that module). With ``seq_targets=<name>`` the
+examples that have one carry it (``ChainExample.seq_target``), the others carry zeros, which
+the ``aa_distill`` loss term skips; a warning counts them, and an error stops a run where no
+example has one.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +26,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from multiflow.data.batch import Batch, ChainExample, collate
+from multiflow.constants import NUM_AA
 from multiflow.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,7 @@ class ProcessedChainDataset(Dataset):
         filt: SplitFilter = SplitFilter(),
         crop_length: int | None = None,
         random_rotation: bool = True,
+        seq_targets: str | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -82,6 +94,18 @@ class ProcessedChainDataset(Dataset):
             )
         self.crop_length = crop_length
         self.random_rotation = random_rotation
+        self.seq_target_dir = None
+        if seq_targets is not None:
+            self.seq_target_dir = seq_target_folder(self.root, seq_targets)
+            missing = [r["example_id"] for r in self.rows if not (self.seq_target_dir / f"{r['example_id']}.npy").is_file()]
+            hint = (f"write them with `python -m data_pipelines.seq_targets {self.root} --name {seq_targets} "
+                    f"--splits {','.join(splits)}` or set data.seq_targets=null")
+            if len(missing) == len(self.rows):
+                raise ConfigError(f"no chain of split(s) {list(splits)} has a sequence target in {self.seq_target_dir}; {hint}")
+            if missing:
+                logger.warning("%d of %d chains of split(s) %s have no sequence target in %s (e.g. %s); the aa_distill "
+                               "term skips them; %s", len(missing), len(self.rows), list(splits), self.seq_target_dir,
+                               missing[:3], hint)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -95,6 +119,13 @@ class ProcessedChainDataset(Dataset):
         row = self.rows[idx]
         with np.load(self.root / row["example_path"]) as data:
             example = ChainExample.from_npz(dict(data), name=row["example_id"])
+        if self.seq_target_dir is not None:
+            path = self.seq_target_dir / f"{row['example_id']}.npy"
+            target = np.load(path) if path.is_file() else np.zeros((example.length, NUM_AA), np.float32)
+            if target.shape != (example.length, NUM_AA):
+                raise ConfigError(f"sequence target of {row['example_id']} has shape {target.shape}, expected "
+                                  f"{(example.length, NUM_AA)}: written for another preprocessing? write it again")
+            example = replace(example, seq_target=target.astype(np.float32))
         # training draws from torch's RNG (seeded per worker by Lightning/seed_everything);
         # evaluation (random_rotation=False) crops deterministically from the start
         rng = np.random.default_rng([int(torch.randint(0, 2**31 - 1, ())), idx]) if self.random_rotation else None
@@ -104,6 +135,13 @@ class ProcessedChainDataset(Dataset):
         if rng is not None:
             example = randomly_rotate(example, rng)
         return example
+
+
+def seq_target_folder(root: str | Path, name: str) -> Path:
+    """Where the sequence targets called ``name`` of a processed folder live."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"a sequence-target name is a plain folder name, got {name!r}")
+    return Path(root) / "seq_targets" / name
 
 
 def randomly_rotate(example: ChainExample, rng: np.random.Generator) -> ChainExample:
@@ -207,6 +245,7 @@ class ProteinDataModule(L.LightningDataModule):
         max_missing_fraction: float = 1.0,
         num_workers: int = 0,
         seed: int = 0,
+        seq_targets: str | None = None,
     ) -> None:
         super().__init__()
         self.root = root
@@ -215,11 +254,13 @@ class ProteinDataModule(L.LightningDataModule):
         self.crop_length = crop_length
         self.filt = SplitFilter(min_length, max_length, max_coil_fraction, max_missing_fraction)
         self.num_workers, self.seed = num_workers, seed
+        self.seq_targets = seq_targets
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = ProcessedChainDataset(self.root, self.train_splits, self.filt, self.crop_length, True)
+        self.train_set = ProcessedChainDataset(self.root, self.train_splits, self.filt, self.crop_length, True,
+                                               self.seq_targets)
         self.val_set = (
-            ProcessedChainDataset(self.root, self.val_splits, self.filt, self.crop_length, False)
+            ProcessedChainDataset(self.root, self.val_splits, self.filt, self.crop_length, False, self.seq_targets)
             if self.val_splits else None
         )
 

@@ -162,6 +162,35 @@ class ProteinMPNNOracle:
                 out.extend(self._sample_batch(f, b, temperature, gen, omit))
         return out
 
+    @torch.no_grad()
+    def residue_probabilities(self, chain: ProteinChain, num_orders: int = 1, seed: int = 0) -> np.ndarray:
+        """[N, 20] float32: p(amino acid at i | backbone, input residues decoded before i), multiflow's order.
+
+        ProteinMPNN scores the input sequence under ``num_orders`` random decoding orders (seeded)
+        and the probabilities are averaged, so each residue sees a random part of the others as
+        context, as in masked training. ``X`` gets no mass. Residues without backbone atoms get
+        the one-hot of their input letter (uniform when that is ``X``): ProteinMPNN cannot see them.
+        """
+        if num_orders < 1:
+            raise ConfigError(f"num_orders must be >= 1, got {num_orders}")
+        f = self._features(chain, None)
+        gen = torch.Generator().manual_seed(int(seed))
+        rep = {k: v.expand(num_orders, *v.shape[1:]).contiguous() for k, v in f.items()}
+        randn = torch.randn(num_orders, chain.length, generator=gen).to(self.device)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Using torch.cross without specifying the dim")  # inside proteinmpnn
+            log_probs = self.model(rep["X"], rep["S"], rep["mask"], rep["chain_M"], rep["residue_idx"],
+                                   rep["chain_encoding_all"], randn)  # [orders, N, 21]
+        probs = log_probs.exp().mean(0).cpu().numpy()[:, _TO_MPNN[: len(RESTYPES)]]  # [N, 20]
+        probs /= probs.sum(-1, keepdims=True)
+        unseen = f["mask"][0].cpu().numpy() == 0
+        if unseen.any():
+            known = chain.aatype < len(RESTYPES)
+            probs[unseen] = 1.0 / len(RESTYPES)
+            rows = np.flatnonzero(unseen & known)
+            probs[rows] = np.eye(len(RESTYPES))[chain.aatype[rows]]
+        return probs.astype(np.float32)
+
     def _sample_batch(self, f: dict[str, Any], b: int, temperature: float, gen: torch.Generator, omit: np.ndarray) -> list[Design]:
         rep = {k: v.expand(b, *v.shape[1:]).contiguous() for k, v in f.items()}
         n = rep["S"].shape[1]

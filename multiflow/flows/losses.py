@@ -93,6 +93,29 @@ def token_loss(flow: DiscreteFlow, logits: Tensor, x1: Tensor, x_t: Tensor, t: T
     }
 
 
+def distill_token_loss(flow: DiscreteFlow, logits: Tensor, target: Tensor, x_t: Tensor, mask: Tensor, *,
+                       fixed_mask: Tensor | None = None) -> dict[str, Tensor]:
+    """KL(teacher || model) of the amino-acid distribution at the positions :func:`token_loss` counts.
+
+    ``target [B, N, S]``: a teacher's probabilities per residue (rows renormalised here); a row of
+    zeros (padding, a chain without a target) is skipped. Same positions as ``token_loss`` without
+    weighting, normalised by the valid non-fixed positions that have a target, so ``aa`` and
+    ``aa_distill`` are on one scale. The teacher's entropy is subtracted, so a model that matches the teacher scores 0.
+    Returns ``aa_distill``.
+    """
+    if target.shape != (*x_t.shape, flow.vocab_size):
+        raise ValueError(f"target must be [B, N, {flow.vocab_size}] for tokens {tuple(x_t.shape)}, got {tuple(target.shape)}")
+    p = target.float().clamp_min(0)
+    generated = mask.bool() & (p.sum(-1) > 0)
+    generated = generated if fixed_mask is None else generated & ~fixed_mask.bool()
+    counted = generated & (x_t == flow.mask_token) if flow.noise == "mask" else generated
+    p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
+    logq = _data_log_probs(logits, x_t.shape, flow.vocab_size, torch.float32)
+    kl = (p * (torch.log(p.clamp_min(1e-12)) - logq)).sum(-1)  # [B, N]
+    kl = torch.where(counted, kl, torch.zeros_like(kl))
+    return {"aa_distill": kl.sum() / generated.sum().clamp_min(1)}
+
+
 NelboFn = Callable[[Tensor, Tensor], Tensor]  # logits_fn(x_t [B, N], t [B]) -> logits [B, N, S or S+1]
 
 

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from multiflow.constants import NUM_AA
 from multiflow.data.datamodule import ProteinDataModule
+from multiflow.errors import ConfigError
 from multiflow.flows.discrete import DiscreteFlow
 from multiflow.flows.euclidean import EuclideanFlow
 from multiflow.flows.interpolant import Interpolant, InterpolantConfig, PartialConfig, TaskMixture
@@ -45,6 +46,9 @@ def build_module(cfg: DictConfig):
     from multiflow.training.module import MultiflowModule, TrainingConfig
 
     training = _plain(cfg.training)
+    if training.get("loss_weights", {}).get("aa_distill") and not (cfg.get("data") or {}).get("seq_targets"):
+        raise ConfigError("training.loss_weights.aa_distill > 0 needs data.seq_targets (teacher amino-acid "
+                          "probabilities written by `python -m data_pipelines.seq_targets`)")
     module = MultiflowModule(build_denoiser(cfg.model), build_interpolant(cfg.flows), TrainingConfig(**training))
     module.run_config = _plain(cfg)  # saved into every checkpoint (see MultiflowModule.on_save_checkpoint)
     return module

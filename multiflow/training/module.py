@@ -16,7 +16,7 @@ from torch import Tensor
 from multiflow.data.batch import Batch
 from multiflow.flows.interpolant import Interpolant, NoisyBatch
 from multiflow.errors import ConfigError
-from multiflow.flows.losses import confidence_loss, structure_losses, token_loss, total_loss
+from multiflow.flows.losses import confidence_loss, distill_token_loss, structure_losses, token_loss, total_loss
 from multiflow.models.denoiser import Denoiser
 from multiflow.models.flow_model import DenoiserFlowModel, noisy_batch_inputs
 from multiflow.sampling.solver import Prediction
@@ -66,9 +66,10 @@ class MultiflowModule(L.LightningModule):
                 with torch.no_grad():
                     self_condition = self.model(state, t, **extras)
         pred = self.model(state, t, **extras, self_condition=self_condition)
-        return self.loss_terms(noisy, pred)
+        return self.loss_terms(noisy, pred, batch.seq_target)
 
-    def loss_terms(self, noisy: NoisyBatch, pred: Prediction) -> dict[str, Tensor]:
+    def loss_terms(self, noisy: NoisyBatch, pred: Prediction, seq_target: Tensor | None = None) -> dict[str, Tensor]:
+        """Named loss terms and their weighted sum ``loss``; ``seq_target`` [B, N, 20] adds ``aa_distill``."""
         terms = structure_losses(pred.trans_1, pred.rots_1, noisy, late_t=self.config.aux_loss_t_min)
         aa = token_loss(
             self.interpolant.seq_flow, pred.logits, noisy.aatype_1, noisy.aatype_t, noisy.t_aa, noisy.seq_mask,
@@ -76,6 +77,12 @@ class MultiflowModule(L.LightningModule):
         )
         terms["aa"] = aa["loss"]
         terms["aa_ce"] = aa["ce"].detach()
+        if seq_target is None and self.loss_weights.get("aa_distill"):
+            raise ConfigError("training.loss_weights.aa_distill > 0 needs sequence targets: set data.seq_targets to "
+                              "a folder written by `python -m data_pipelines.seq_targets`")
+        if seq_target is not None:
+            terms |= distill_token_loss(self.interpolant.seq_flow, pred.logits, seq_target, noisy.aatype_t,
+                                        noisy.seq_mask, fixed_mask=noisy.fixed_sequence)
         if pred.confidence is not None:
             terms |= confidence_loss(pred.confidence, pred.trans_1, noisy.trans_1, noisy.res_mask)
         terms["loss"] = total_loss(terms, self.loss_weights)

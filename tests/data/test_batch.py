@@ -36,3 +36,22 @@ def test_crop_and_validation():
         ChainExample(**{**bad.__dict__, "trans": np.zeros((2, 3), np.float32)})
     with pytest.raises(BadStructureError, match="non-finite"):
         ChainExample(**{**bad.__dict__, "trans": np.full((3, 3), np.nan, np.float32)})
+
+
+def test_seq_targets_are_cropped_padded_and_never_mixed_with_their_absence():
+    from dataclasses import replace
+
+    probs = lambda n, seed: np.random.default_rng(seed).dirichlet(np.ones(20), n).astype(np.float32)  # noqa: E731
+    a, b = replace(_example(4), seq_target=probs(4, 0)), replace(_example(7), seq_target=probs(7, 1))
+    assert np.array_equal(b.crop(2, 3).seq_target, b.seq_target[2:5])
+    batch = collate([a, b])
+    assert batch.seq_target.shape == (2, 7, 20)
+    assert torch.allclose(batch.seq_target[0, :4], torch.from_numpy(a.seq_target))
+    assert (batch.seq_target[0, 4:] == 0).all()  # padding rows are zero, which the distillation loss skips
+    assert batch.to("cpu").seq_target is not None and collate([_example(3)]).to("cpu").seq_target is None
+    with pytest.raises(ValueError, match="not for"):
+        collate([a, _example(5)])
+    with pytest.raises(BadStructureError, match="shape"):
+        replace(a, seq_target=probs(5, 2))
+    with pytest.raises(BadStructureError, match="non-finite"):
+        replace(a, seq_target=np.full((4, 20), np.nan, np.float32))

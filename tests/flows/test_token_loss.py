@@ -254,3 +254,33 @@ def test_token_nelbo_dispatches_and_wrong_noise_raises(noise):
         other(flow, fn, x, _ones(x), num_t_samples=2)
     with pytest.raises(ConfigError):
         token_nelbo(flow, fn, x, _ones(x), num_t_samples=0)
+
+
+@pytest.mark.parametrize("noise", ["mask", "uniform"])
+def test_distillation_loss_is_the_teacher_kl_over_the_counted_positions(noise):
+    from multiflow.flows.losses import distill_token_loss
+
+    flow = DiscreteFlow(5, noise)
+    x1, xt, tt, mask = _batch(flow, B=3, N=6, t=0.4, seed=1)
+    g = torch.Generator().manual_seed(2)
+    teacher = torch.distributions.Dirichlet(torch.ones(5)).sample((3, 6))
+    teacher[0, 0] = 0.0  # a residue without a target
+    fixed = torch.zeros(3, 6, dtype=torch.bool)
+    fixed[1, 1] = True
+    logits = torch.randn(3, 6, 5, generator=g, requires_grad=True)
+    got = distill_token_loss(flow, logits, teacher, xt, mask, fixed_mask=fixed)["aa_distill"]
+    # by hand: KL(p || softmax) at generated positions with a target (masked positions only for masking noise)
+    has = mask & ~fixed & (teacher.sum(-1) > 0)
+    counted = has & (xt == flow.mask_token) if noise == "mask" else has
+    logq = torch.log_softmax(logits, -1)
+    p = teacher / teacher.sum(-1, keepdim=True).clamp_min(1e-12)
+    kl = (p * (p.clamp_min(1e-12).log() - logq)).sum(-1)
+    assert counted.any()
+    assert torch.allclose(got, kl[counted].sum() / has.sum(), atol=1e-6)
+    # zero exactly when the model reproduces the teacher, and its minimum: the gradient vanishes there
+    perfect = torch.where(teacher.sum(-1, keepdim=True) > 0, p.clamp_min(1e-12).log(), torch.zeros_like(p)).requires_grad_(True)
+    zero = distill_token_loss(flow, perfect, teacher, xt, mask, fixed_mask=fixed)["aa_distill"]
+    (grad,) = torch.autograd.grad(zero, perfect)
+    assert abs(zero.item()) < 1e-5 and grad.abs().max() < 1e-5
+    with pytest.raises(ValueError, match="target must be"):
+        distill_token_loss(flow, logits, teacher[..., :4], xt, mask)

@@ -63,6 +63,34 @@ def test_confidence_head_is_trained_on_the_lddt_of_its_own_prediction(processed,
     assert "confidence" not in plain.loss_weights
 
 
+def test_distillation_term_reaches_the_logits_and_needs_targets(processed, tmp_path):
+    import numpy as np
+
+    from multiflow.errors import ConfigError
+
+    folder = processed / "seq_targets" / "teacher"
+    folder.mkdir(parents=True)
+    for i, n in enumerate([40, 48, 56, 64, 80, 44, 50]):  # the chains of the fixture, in order (ex0 .. ex6)
+        np.save(folder / f"ex{i}.npy", np.random.default_rng(i).dirichlet(np.ones(20), n).astype(np.float32))
+    weights = ["training.loss_weights.aa=0", "training.loss_weights.trans_vf=0", "training.loss_weights.rots_vf=0",
+               "training.loss_weights.bb_atom=0", "training.loss_weights.pair_dist=0", "training.loss_weights.clash=0",
+               "training.loss_weights.aa_distill=1", "flows.mixture.codesign=0", "flows.mixture.forward_folding=0",
+               "flows.mixture.partial=0", "flows.mixture.inverse_folding=1"]
+    cfg = compose_config("train", _overrides(processed, tmp_path / "run", "data.seq_targets=teacher", *weights))
+    module, dm = build_module(cfg), build_datamodule(cfg)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.seq_target is not None
+    terms = module.compute_losses(batch)
+    assert terms["aa_distill"].item() > 0 and torch.equal(terms["loss"], terms["aa_distill"])
+    terms["loss"].backward()
+    head_grads = [p.grad for n, p in module.named_parameters() if "seq" in n and p.grad is not None]
+    assert head_grads and any(bool(g.abs().sum() > 0) for g in head_grads)
+    with pytest.raises(ConfigError, match="aa_distill > 0 needs data.seq_targets"):
+        build_module(compose_config("train", _overrides(processed, tmp_path / "r2", *weights)))
+    with pytest.raises(ConfigError, match="aa_distill > 0 needs sequence targets"):  # called without targets
+        module.compute_losses(type(batch)(**{**batch.__dict__, "seq_target": None}))
+
 def test_train_writes_checkpoints_and_resumes(processed, tmp_path):
     run_dir = tmp_path / "run"
     run(compose_config("train", _overrides(processed, run_dir)))
