@@ -61,6 +61,14 @@ def _token_cross_entropy(logits: Tensor, x1: Tensor, counted: Tensor, vocab_size
     return torch.where(counted, -logp, torch.zeros_like(logp))
 
 
+def _loss_positions(flow: DiscreteFlow, x_t: Tensor, mask: Tensor, fixed_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(generated, counted) [B, N] bool: valid non-fixed positions, and those that carry information
+    (the masked ones for masking noise, all generated ones for uniform noise)."""
+    generated = mask.bool() if fixed_mask is None else mask.bool() & ~fixed_mask.bool()
+    counted = generated & (x_t == flow.mask_token) if flow.noise == "mask" else generated
+    return generated, counted
+
+
 def token_loss(flow: DiscreteFlow, logits: Tensor, x1: Tensor, x_t: Tensor, t: Tensor, mask: Tensor, *,
                fixed_mask: Tensor | None = None, likelihood_weighting: bool = False,
                max_weight: float | None = 10.0) -> dict[str, Tensor]:
@@ -76,8 +84,7 @@ def token_loss(flow: DiscreteFlow, logits: Tensor, x1: Tensor, x_t: Tensor, t: T
       ``ce``: mean CE over counted positions (unweighted; a diagnostic).
       ``num_counted``: how many positions carried information.
     """
-    generated = mask.bool() if fixed_mask is None else mask.bool() & ~fixed_mask.bool()
-    counted = generated & (x_t == flow.mask_token) if flow.noise == "mask" else generated
+    generated, counted = _loss_positions(flow, x_t, mask, fixed_mask)
     ce = _token_cross_entropy(logits, x1, counted, flow.vocab_size)  # [B, N]
     if likelihood_weighting:
         w = jump_coefficient(flow.scheduler, t.float(), min_denominator=1e-6)
@@ -106,9 +113,7 @@ def distill_token_loss(flow: DiscreteFlow, logits: Tensor, target: Tensor, x_t: 
     if target.shape != (*x_t.shape, flow.vocab_size):
         raise ValueError(f"target must be [B, N, {flow.vocab_size}] for tokens {tuple(x_t.shape)}, got {tuple(target.shape)}")
     p = target.float().clamp_min(0)
-    generated = mask.bool() & (p.sum(-1) > 0)
-    generated = generated if fixed_mask is None else generated & ~fixed_mask.bool()
-    counted = generated & (x_t == flow.mask_token) if flow.noise == "mask" else generated
+    generated, counted = _loss_positions(flow, x_t, mask.bool() & (p.sum(-1) > 0), fixed_mask)
     p = p / p.sum(-1, keepdim=True).clamp_min(1e-12)
     logq = _data_log_probs(logits, x_t.shape, flow.vocab_size, torch.float32)
     kl = (p * (torch.log(p.clamp_min(1e-12)) - logq)).sum(-1)  # [B, N]
