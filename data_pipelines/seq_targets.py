@@ -10,7 +10,8 @@ in a random order (:meth:`ProteinMPNNOracle.residue_probabilities`, averaged ove
 float32, multiflow's alphabet), with ``info.json`` (teacher, orders, seed). Training reads them
 with ``data.seq_targets=<name>`` and ``training.loss_weights.aa_distill > 0``.
 
-Resumable: chains whose file exists are skipped. A chain whose source cannot be read again, or
+Resumable: chains whose file exists are skipped. ``--shard K/N`` splits the chains between N
+processes or machines sharing the folder. A chain whose source cannot be read again, or
 no longer matches the processed example, is logged in ``failures.tsv`` and skipped; the run
 goes on. Exit code 0 when every chain has a target, 1 when some failed, 2 on a usage error.
 Never give the split you test on (e.g. TS50): the teacher's view of those chains would leak.
@@ -45,7 +46,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the decoding orders")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--limit", type=int, default=None, help="only the first N chains (a quick look)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="write only every N-th chain from the K-th (0-based): N processes (or machines) "
+                        "with K = 0..N-1 share the chains")
     return p
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N); None -> (0, 1)."""
+    if text is None:
+        return 0, 1
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard must look like K/N (e.g. 0/2), got {text!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise ConfigError(f"--shard {text}: need N >= 1 and 0 <= K < N")
+    return k, n
 
 
 def _save(path: Path, array: np.ndarray) -> None:
@@ -84,12 +101,13 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     options = json.loads((root / "options.json").read_text()) if (root / "options.json").is_file() else {}
     model = int(options.get("processing", {}).get("model", 1))
+    shard, num_shards = parse_shard(args.shard)
     rows = read_metadata(root)
     splits = [s for s in args.splits.split(",") if s]
     wanted: set[str] = set()
     for split in splits:
         wanted |= split_ids(root, split, rows)
-    todo = [r for r in rows if r["example_id"] in wanted][: args.limit]
+    todo = [r for r in rows if r["example_id"] in wanted][: args.limit][shard::num_shards]
     out = seq_target_folder(root, args.name)
     out.mkdir(parents=True, exist_ok=True)
     info = {"teacher": f"proteinmpnn {args.model_name} vanilla", "orders": args.orders, "seed": args.seed}
@@ -110,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
             failures.append((row["example_id"], f"{type(err).__name__}: {err}"))
             logger.warning("%s skipped: %s", row["example_id"], err)
     if failures:
-        with open(out / "failures.tsv", "w") as fh:
+        name = "failures.tsv" if num_shards == 1 else f"failures.shard{shard}of{num_shards}.tsv"
+        with open(out / name, "w") as fh:
             fh.write("example_id\treason\n")
             fh.writelines(f"{i}\t{r}\n" for i, r in failures)
     print(f"{done} written, {len(todo) - done - len(failures)} already there, {len(failures)} failed "

@@ -77,3 +77,19 @@ def test_usage_errors(processed, tmp_path, capsys):
         ProcessedChainDataset(processed, ["train"], seq_targets="absent")
     with pytest.raises(ConfigError, match="plain folder name"):
         ProcessedChainDataset(processed, ["train"], seq_targets="../x")
+
+
+def test_shards_split_the_chains_and_give_the_same_targets(processed, capsys):
+    folder = processed / "seq_targets"
+    assert seq_targets_main([str(processed), "--splits", "train", "--name", "sharded", "--shard", "0/2"]) == 0
+    n_rows = len(metadata(processed))
+    assert len(list((folder / "sharded").glob("*.npy"))) == (n_rows + 1) // 2
+    assert seq_targets_main([str(processed), "--splits", "train", "--name", "sharded", "--shard", "1/2"]) == 0
+    assert seq_targets_main([str(processed), "--splits", "train", "--name", "whole"]) == 0
+    whole = sorted((folder / "whole").glob("*.npy"))
+    assert len(whole) == n_rows and [p.name for p in whole] == sorted(p.name for p in (folder / "sharded").glob("*.npy"))
+    for path in whole:  # a chain's decoding orders depend on the seed and the chain, not on the shard
+        np.testing.assert_array_equal(np.load(path), np.load(folder / "sharded" / path.name))
+    for bad in ("2/2", "1", "a/b", "0/0"):
+        assert seq_targets_main([str(processed), "--splits", "train", "--shard", bad]) == 2
+        assert "--shard" in capsys.readouterr().err
