@@ -104,7 +104,8 @@ def run_problems(loaded: Any, solver_config: SolverConfig, problems: Sequence[Pr
     device = model_device(loaded)
     generator = torch.Generator(device=device).manual_seed(int(seed))
     it = loaded.interpolant
-    solver = EulerSolver(it.trans_flow, it.rots_flow, it.seq_flow, solver_config)
+    solver = EulerSolver(it.trans_flow, it.rots_flow, it.seq_flow, solver_config,
+                         model_t_range=(it.config.min_t, 1.0 - it.config.min_t))
     groups = plan_batches([p.length for p in problems], max_tokens, batch_size)
     out: list[Sample | None] = [None] * len(problems)
     bias_t = None if bias is None else torch.as_tensor(bias, dtype=torch.float32, device=device)

@@ -15,6 +15,12 @@ Time grid: ``num_steps + 1`` evenly spaced points from ``min_t`` to 1; step k go
 t_{k+1}. On the last step translations land on the prediction (Euler with h = 1 - t), rotations too
 (``SO3Flow.step`` lands on the prediction when t + h reaches 1, also for the exponential schedule),
 and masked tokens take the argmax (``DiscreteFlow.step(last_step=True)``).
+
+The model is shown times clipped into ``model_t_range``, the range it was trained on (the
+interpolant draws t from [min_t, 1 - min_t]); the Euler updates use the grid's own times. Without
+the clip, a grid of more than ~100 steps asks the model about t > 0.99, which it never saw: with
+200 steps the bundled model's 150-residue co-designs had 6.3 consecutive CA-CA distances above 4.2 Å
+per design, against 0.5 with the clip (32 designs each).
 """
 
 from __future__ import annotations
@@ -127,6 +133,17 @@ class EulerSolver:
     rots_flow: SO3Flow = field(default_factory=SO3Flow)
     seq_flow: DiscreteFlow = field(default_factory=lambda: DiscreteFlow(NUM_AA, "mask"))
     config: SolverConfig = field(default_factory=SolverConfig)
+    model_t_range: tuple[float, float] = (0.0, 1.0)  # times shown to the model are clipped into this
+
+    def __post_init__(self) -> None:
+        lo, hi = self.model_t_range
+        if not 0 <= lo <= hi <= 1:
+            raise ConfigError(f"model_t_range must satisfy 0 <= low <= high <= 1, got {self.model_t_range}")
+
+    def model_times(self, t: Tensor, done: Tensor) -> Tensor:
+        """[B] times for the model: 1 where the modality is given (``done``), else t clipped to model_t_range."""
+        lo, hi = self.model_t_range
+        return torch.where(done, torch.ones_like(t), t.clamp(lo, hi)).float()
 
     def time_grid(self, device: torch.device | str | None = None) -> Tensor:
         """[num_steps + 1] float64 from min_t to exactly 1."""
@@ -153,7 +170,7 @@ class EulerSolver:
         for k in range(self.config.num_steps):
             t64 = grid[k].expand(b)
             h = float(grid[k + 1] - grid[k])
-            times = {m: torch.where(done[m], torch.ones_like(t64), t64).float() for m in MODALITIES}
+            times = {m: self.model_times(t64, done[m]) for m in MODALITIES}
             sc = {"self_condition": previous} if self.config.self_condition else {}
             pred = model(state, times, res_mask=res_mask, **sc, **extras)
             state = self._step(state, pred, t64.float(), h, k == self.config.num_steps - 1, res_mask, cond,

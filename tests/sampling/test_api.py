@@ -122,3 +122,17 @@ def test_checkpoint_from_another_model_version_is_a_clear_error(tiny_checkpoint,
     torch.save(data, tmp_path / "stale.pt")
     with pytest.raises(MissingWeightsError, match="does not fit this version of the model"):
         api.load_model(tmp_path / "stale.pt", device="cpu")
+
+
+def test_sampling_shows_the_model_only_times_it_was_trained_on(design_model, monkeypatch):
+    seen: list[float] = []
+    model = design_model.loaded.model
+    forward = model.forward
+
+    def spy(state, t, **extras):
+        seen.extend(float(v[v < 1].max()) for v in t.values() if (v < 1).any())  # 1: given, or scoring
+        return forward(state, t, **extras)
+
+    monkeypatch.setattr(model, "forward", spy)
+    design_model.generate(8, seed=0, num_steps=400)  # grid spacing 0.0025: the last points lie above 0.99
+    assert max(seen) == pytest.approx(1 - design_model.loaded.interpolant.config.min_t)

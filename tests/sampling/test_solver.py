@@ -124,3 +124,20 @@ def test_time_grid():
     grid = EulerSolver(config=SolverConfig(num_steps=4, min_t=0.2)).time_grid()
     assert torch.allclose(grid, torch.tensor([0.2, 0.4, 0.6, 0.8, 1.0], dtype=torch.float64))
     assert grid[-1] == 1.0
+
+
+def test_the_model_sees_times_inside_its_training_range():
+    """More grid points than 1 / min_t put grid times above 1 - min_t; the model must never see them,
+    while given modalities are still reported at t = 1 and the Euler steps keep the grid's times."""
+    batch = random_batch([9, 6], seed=3)
+    cond = Conditioning.from_batch(batch, batch.res_mask.clone(), torch.zeros_like(batch.res_mask))  # inverse folding
+    oracle = Oracle(cond)
+    solver = EulerSolver(config=SolverConfig(num_steps=300, min_t=0.0), model_t_range=(0.01, 0.99))
+    res = solver.sample(oracle, batch.res_mask, generator=torch.Generator().manual_seed(0), conditioning=cond)
+    seen = [c["t"] for c in oracle.calls]
+    aa_times = torch.stack([s["aa"] for s in seen])
+    assert aa_times.min() == pytest.approx(0.01) and aa_times.max() == pytest.approx(0.99)
+    assert (torch.stack([s["trans"] for s in seen]) == 1).all() and (torch.stack([s["rots"] for s in seen]) == 1).all()
+    assert torch.equal(res.final.aatype[batch.res_mask], cond.aatype_1[batch.res_mask])  # still lands on the data
+    with pytest.raises(ConfigError):
+        EulerSolver(model_t_range=(0.5, 0.2))
