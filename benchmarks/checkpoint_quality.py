@@ -1,6 +1,10 @@
 """Quality of a checkpoint on held-out TS50 and in unconditional co-design; prints tables.
 
     python benchmarks/checkpoint_quality.py [--checkpoint PATH] [--ts50_limit 50] [--num_steps 100] [--proteinmpnn]
+    python benchmarks/checkpoint_quality.py --split val --limit 100 ...   # to choose settings or checkpoints
+
+With ``--split val`` the inverse- and forward-folding parts read the validation chains instead of
+TS50 (the test set): compare sampler settings and checkpoints there, then measure TS50 once.
 
 Measures (definitions in README "Evaluation"):
   inverse folding on TS50: sequence recovery over all residues, argmax (temperature 0, one sequence
@@ -35,7 +39,7 @@ from multiflow.evaluation.metrics import (
 )
 from multiflow.evaluation.tmscore import tm_score
 
-TS50 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "structures" / "ts50"
+STRUCTURES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "structures"
 
 
 def pdb_rg_trend(n: int) -> float:
@@ -43,10 +47,12 @@ def pdb_rg_trend(n: int) -> float:
     return 2.2 * n**0.38
 
 
-def ts50_chains(limit: int) -> list:
-    files = sorted(TS50.glob("*.pdb.gz"))[:limit]
+def split_chains(split: str, limit: int) -> list:
+    """The first ``limit`` chains (sorted by file name) of a split of ../shared/data/structures."""
+    folder = STRUCTURES / split
+    files = sorted(folder.glob("*.pdb.gz"))[:limit]
     if not files:
-        raise SystemExit(f"no TS50 files under {TS50}")
+        raise SystemExit(f"no structure files under {folder}")
     return [read_structure(f)[0] for f in files]
 
 
@@ -73,17 +79,20 @@ def proteinmpnn_recovery(chains, seed: int, samples: int) -> float:
     return float(np.mean(per_chain))
 
 
-def forward_folding(model, chains, num_steps: int, seed: int) -> dict[str, float]:
-    result = model.fold([(c.name, c.sequence) for c in chains], seed=seed, num_steps=num_steps)
+def forward_folding(model, chains, num_steps: int, seed: int, clash_guidance: float | None = None) -> dict[str, float]:
+    result = model.fold([(c.name, c.sequence) for c in chains], seed=seed, num_steps=num_steps,
+                        clash_guidance=clash_guidance)
     rmsd = [aligned_rmsd(d.chains[0], c, atoms="ca") for d, c in zip(result, chains)]
     tm = [tm_score(d.chains[0], c) for d, c in zip(result, chains)]
     return {"ca_rmsd": float(np.mean(rmsd)), "tm_score": float(np.mean(tm))}
 
 
-def codesign(model, lengths, num_samples: int, num_steps: int, seed: int) -> list[dict[str, float]]:
+def codesign(model, lengths, num_samples: int, num_steps: int, seed: int, clash_guidance: float | None = None
+             ) -> list[dict[str, float]]:
     table = []
     for length in lengths:
-        result = model.generate(lengths=[length], num_samples=num_samples, seed=seed, num_steps=num_steps)
+        result = model.generate(lengths=[length], num_samples=num_samples, seed=seed, num_steps=num_steps,
+                                clash_guidance=clash_guidance)
         per = [structure_metrics(d.chains[0]) for d in result]
         mean = {k: float(np.mean([p[k] for p in per])) for k in per[0] if isinstance(per[0][k], (int, float))}
         mean["length"] = length
@@ -98,7 +107,10 @@ PARTS = ("inverse_folding", "forward_folding", "codesign")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=None, help="default: the bundled model")
-    parser.add_argument("--ts50_limit", type=int, default=50)
+    parser.add_argument("--limit", "--ts50_limit", dest="limit", type=int, default=50,
+                        help="use the first N chains of the split (sorted by file name)")
+    parser.add_argument("--split", default="ts50", choices=("ts50", "val"),
+                        help="chains for inverse and forward folding: the test set (ts50) or val, to choose settings on")
     parser.add_argument("--num_steps", type=int, default=100)
     parser.add_argument("--codesign_samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
@@ -106,6 +118,8 @@ def main() -> None:
     parser.add_argument("--proteinmpnn", action="store_true", help="also ProteinMPNN's recovery (same chains, T = 0.1)")
     parser.add_argument("--parts", default="inverse_folding,forward_folding,codesign",
                         help="comma-separated subset to measure (run parts as separate processes, one per core)")
+    parser.add_argument("--clash_guidance", type=float, default=None,
+                        help="co-design and folding: the sampler's clash guidance (default: the sampler default; 0 = the model alone)")
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
     args = parser.parse_args()
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -113,7 +127,7 @@ def main() -> None:
     if unknown or not parts:
         parser.error(f"--parts takes a subset of {','.join(PARTS)}, got {args.parts!r}")
     model = load_model(args.checkpoint, device="cpu")
-    chains = ts50_chains(args.ts50_limit)
+    chains = split_chains(args.split, args.limit)
     start = time.time()
     inv, fwd, cod = None, None, None
     if "inverse_folding" in parts:
@@ -121,13 +135,15 @@ def main() -> None:
         if args.proteinmpnn:
             inv["proteinmpnn T=0.1"] = proteinmpnn_recovery(chains, args.seed, args.if_samples)
     if "forward_folding" in parts:
-        fwd = forward_folding(model, chains, args.num_steps, args.seed)
+        fwd = forward_folding(model, chains, args.num_steps, args.seed, args.clash_guidance)
     if "codesign" in parts:
-        cod = codesign(model, (70, 100, 150), args.codesign_samples, args.num_steps, args.seed)
+        cod = codesign(model, (70, 100, 150), args.codesign_samples, args.num_steps, args.seed, args.clash_guidance)
+    guidance = model.settings.clash_guidance if args.clash_guidance is None else args.clash_guidance
     print(f"checkpoint: {model.loaded.path} (sha256 {model.loaded.sha256[:12]}), {args.num_steps} steps, "
-          f"TS50 chains: {len(chains)}, parts: {','.join(parts)}, wall {time.time() - start:.0f} s")
+          f"clash_guidance {guidance}, "
+          f"{args.split} chains: {len(chains)}, parts: {','.join(parts)}, wall {time.time() - start:.0f} s")
     if inv is not None:
-        print(f"TS50 sequence recovery ({len(chains)} chains; T=0.1 rows: {args.if_samples} sequences per chain)")
+        print(f"{args.split} sequence recovery ({len(chains)} chains; T=0.1 rows: {args.if_samples} sequences per chain)")
         print(f"{'model':>28} | {'protocol':>13} | recovery")
         for key, value in inv.items():
             who, protocol = (("ProteinMPNN v_48_020", "T=0.1") if key.startswith("proteinmpnn")
@@ -144,7 +160,8 @@ def main() -> None:
     if args.json:
         results = {"inverse_folding": inv, "forward_folding": fwd, "codesign": cod}
         Path(args.json).write_text(json.dumps({**{k: v for k, v in results.items() if v is not None},
-                                               "ts50_chains": len(chains), "num_steps": args.num_steps,
+                                               "split": args.split, "chains": len(chains), "num_steps": args.num_steps,
+                                               "clash_guidance": guidance,
                                                "checkpoint_sha256": model.loaded.sha256}, indent=2))
 
 

@@ -51,12 +51,14 @@ class SamplingSettings:
     eta: float = 0.0  # CTMC stochasticity, >= 0
     purity: bool = False  # confidence-ordered unmasking
     last_step_argmax: bool = True  # still-masked positions at the last step take the argmax
+    clash_guidance: float = 1.0  # in [0, 1]: push apart predicted CA atoms closer than 3.5 Å (0 = the model alone)
     max_tokens: int = 4000  # designs per forward pass x longest length <= this
     trajectory_stride: int = 1  # keep every k-th x_t when saving trajectories
 
     def __post_init__(self) -> None:
         checks = [("num_steps", self.num_steps >= 1, ">= 1"), ("min_t", 0 <= self.min_t < 1, "in [0, 1)"),
                   ("temperature", self.temperature >= 0, ">= 0"), ("eta", self.eta >= 0, ">= 0"),
+                  ("clash_guidance", 0 <= self.clash_guidance <= 1, "in [0, 1]"),
                   ("max_tokens", self.max_tokens >= 1, ">= 1"),
                   ("trajectory_stride", self.trajectory_stride >= 1, ">= 1")]
         for name, ok, expected in checks:
@@ -117,7 +119,7 @@ class SamplingSettings:
         sc = model_self_condition if self.self_condition is None else self.self_condition
         return SolverConfig(num_steps=self.num_steps, min_t=self.min_t, self_condition=sc,
                             temperature=self.temperature, eta=self.eta, purity=self.purity,
-                            last_step_argmax=self.last_step_argmax)
+                            last_step_argmax=self.last_step_argmax, clash_guidance=self.clash_guidance)
 
 
 def _config_dir() -> Path:

@@ -31,6 +31,7 @@ from multiflow.flows.base import jump_coefficient
 from multiflow.flows.discrete import DiscreteFlow
 from multiflow.geometry import so3
 from multiflow.geometry.backbone import frames_to_backbone
+from multiflow.geometry.contacts import ca_overlaps
 from multiflow.geometry.lddt import lddt_ca
 from multiflow.geometry.rigid import Rigid
 
@@ -316,15 +317,10 @@ def clash_loss(pred_trans_1: Tensor, res_mask: Tensor, fixed_structure: Tensor |
     """
     fixed = torch.zeros_like(res_mask) if fixed_structure is None else fixed_structure & res_mask
     free = res_mask & ~fixed
-    n = res_mask.shape[1]
-    d = torch.cdist(pred_trans_1, pred_trans_1)  # [B, N, N] nm
-    idx = torch.arange(n, device=res_mask.device)
-    apart = (idx[None, :] - idx[:, None]).abs() >= min_separation  # [N, N]
-    pairs = apart & res_mask[:, :, None] & res_mask[:, None, :] & (free[:, :, None] | free[:, None, :])
-    overlap = torch.relu(min_distance / TRANS_SCALE - d) * pairs  # [B, N, N] nm
+    overlap = ca_overlaps(pred_trans_1, res_mask, free, min_distance / TRANS_SCALE, min_separation)  # [B, N, N] nm
     gate = torch.ones_like(res_mask[:, 0]) if late_t is None else t > late_t  # [B]
     count = free.sum(-1) * gate  # [B], 0 excludes the sample
-    return {"clash": _per_sample_mean(overlap.pow(2) * 0.5, count.to(d.dtype))}  # 0.5: each pair is counted twice
+    return {"clash": _per_sample_mean(overlap.pow(2) * 0.5, count.to(overlap.dtype))}  # 0.5: each pair is counted twice
 
 
 def confidence_loss(confidence: Tensor, pred_trans_1: Tensor, trans_1: Tensor, mask: Tensor) -> dict[str, Tensor]:

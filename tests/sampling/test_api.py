@@ -41,11 +41,13 @@ def test_settings_overrides():
     assert s.replace(temperature=1.0, num_steps=None).temperature == 1.0
     for bad, match in [(["steps=3"], "unknown sampling setting"), (["num_steps"], "expected key=value"),
                        (["num_steps=abc"], "cannot use 'abc'"), (["num_steps=0"], "must be >= 1"),
-                       (["eta=-1"], "must be >= 0"), (["purity=maybe"], "cannot use")]:
+                       (["eta=-1"], "must be >= 0"), (["purity=maybe"], "cannot use"),
+                       (["clash_guidance=1.5"], "must be in \\[0, 1\\]")]:
         with pytest.raises(ConfigError, match=match):
             api.SamplingSettings.from_config(bad)
     assert api.SamplingSettings(self_condition=None).solver_config(True).self_condition is True
     assert api.SamplingSettings(self_condition=False).solver_config(True).self_condition is False
+    assert api.SamplingSettings.from_config(["clash_guidance=0.5"]).solver_config(True).clash_guidance == 0.5
 
 
 def test_generate_returns_typed_records(design_model, tmp_path):
