@@ -16,10 +16,10 @@ t_{k+1}. On the last step translations land on the prediction (Euler with h = 1 
 (``SO3Flow.step`` lands on the prediction when t + h reaches 1, also for the exponential schedule),
 and masked tokens take the argmax (``DiscreteFlow.step(last_step=True)``).
 
-Clash guidance (``clash_guidance`` > 0, off by default): before each Euler step the predicted clean
-CA positions of free residues are pushed apart where non-adjacent pairs come closer than 3.5 Å
-(``geometry.contacts.push_apart``), so the step moves towards a prediction without those overlaps,
-and the last step lands on one. Rotations are not changed: each frame moves rigidly with its CA.
+Clash guidance (``SolverConfig.clash_guidance`` > 0; 0 here, 1 in the user-facing sampler
+settings): before each Euler step the predicted clean CA positions of free residues are pushed
+apart where non-adjacent pairs come closer than 3.5 Å (``geometry.contacts.push_apart``), so the
+step moves towards a prediction without those overlaps, and the last step lands on one. Rotations are not changed: each frame moves rigidly with its CA.
 
 The model is shown times clipped into ``model_t_range``, the range it was trained on (the
 interpolant draws t from [min_t, 1 - min_t]); the Euler updates use the grid's own times. Without
