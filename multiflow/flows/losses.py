@@ -31,7 +31,7 @@ from multiflow.flows.base import jump_coefficient
 from multiflow.flows.discrete import DiscreteFlow
 from multiflow.geometry import so3
 from multiflow.geometry.backbone import frames_to_backbone
-from multiflow.geometry.contacts import ca_overlaps
+from multiflow.geometry.contacts import CA_MIN_DISTANCE, ca_overlaps
 from multiflow.geometry.lddt import lddt_ca
 from multiflow.geometry.rigid import Rigid
 
@@ -306,7 +306,7 @@ def structure_losses(pred_trans_1: Tensor, pred_rots_1: Tensor, noisy: NoisyBatc
 
 
 def clash_loss(pred_trans_1: Tensor, res_mask: Tensor, fixed_structure: Tensor | None, t: Tensor, *,
-               min_distance: float = 3.5, min_separation: int = 2, late_t: float | None = 0.75) -> dict[str, Tensor]:
+               min_distance: float = CA_MIN_DISTANCE, min_separation: int = 2, late_t: float | None = 0.75) -> dict[str, Tensor]:
     """``clash``: how far predicted CA atoms of non-adjacent residues come inside ``min_distance``.
 
     Per sample, Σ over pairs with |i - j| >= ``min_separation`` (residues in array order, both real, at

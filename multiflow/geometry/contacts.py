@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+CA_MIN_DISTANCE = 3.5  # Å: non-adjacent CA atoms closer than this overlap (real chains: >= ~3.8 Å)
+
 
 def ca_overlaps(ca: Tensor, res_mask: Tensor, free: Tensor, min_distance: float,
                 min_separation: int = 2) -> Tensor:

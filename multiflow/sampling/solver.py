@@ -19,7 +19,8 @@ and masked tokens take the argmax (``DiscreteFlow.step(last_step=True)``).
 Clash guidance (``SolverConfig.clash_guidance`` > 0; 0 here, 1 in the user-facing sampler
 settings): before each Euler step the predicted clean CA positions of free residues are pushed
 apart where non-adjacent pairs come closer than 3.5 Å (``geometry.contacts.push_apart``), so the
-step moves towards a prediction without those overlaps, and the last step lands on one. Rotations are not changed: each frame moves rigidly with its CA.
+step moves towards a prediction without those overlaps, and the last step lands on one. Rotations
+are not changed: each frame moves rigidly with its CA.
 
 The model is shown times clipped into ``model_t_range``, the range it was trained on (the
 interpolant draws t from [min_t, 1 - min_t]); the Euler updates use the grid's own times. Without
@@ -43,10 +44,9 @@ from multiflow.flows.discrete import DiscreteFlow
 from multiflow.flows.euclidean import EuclideanFlow, from_flow_units, to_flow_units
 from multiflow.flows.interpolant import centre_targets
 from multiflow.flows.so3 import SO3Flow
-from multiflow.geometry.contacts import push_apart
+from multiflow.geometry.contacts import CA_MIN_DISTANCE, push_apart
 
 MODALITIES = ("trans", "rots", "aa")
-CLASH_GUIDANCE_DISTANCE = 3.5  # Å: non-adjacent CA atoms closer than this are pushed apart (the clash loss's distance)
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class SolverConfig:
     eta: float = 0.0  # DiscreteFlow stochasticity (>= 0)
     purity: bool = False  # DiscreteFlow purity (confidence-ordered) unmasking
     last_step_argmax: bool = True  # last step: argmax (True) or a sample for still-masked tokens
-    clash_guidance: float = 0.0  # in [0, 1]: fraction of each CA overlap (< CLASH_GUIDANCE_DISTANCE) removed per step
+    clash_guidance: float = 0.0  # in [0, 1]: fraction of each CA overlap (< contacts.CA_MIN_DISTANCE) removed per step
 
     def __post_init__(self) -> None:
         if self.num_steps < 1 or not 0 <= self.min_t < 1:
@@ -222,7 +222,7 @@ class EulerSolver:
         c = self.config
         trans_1 = pred.trans_1.to(state.trans.dtype)
         if c.clash_guidance > 0:
-            trans_1 = push_apart(trans_1, res_mask, ~fixed_s, CLASH_GUIDANCE_DISTANCE / TRANS_SCALE, c.clash_guidance)
+            trans_1 = push_apart(trans_1, res_mask, ~fixed_s, CA_MIN_DISTANCE / TRANS_SCALE, c.clash_guidance)
         trans = self.trans_flow.step(state.trans, trans_1, t, h)
         rots = self.rots_flow.step(state.rots, pred.rots_1.to(state.rots.dtype), t, h)
         tokens = self.seq_flow.step(state.aatype, pred.logits, t, h, temperature=c.temperature, eta=c.eta,
