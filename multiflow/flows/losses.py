@@ -301,23 +301,26 @@ def structure_losses(pred_trans_1: Tensor, pred_rots_1: Tensor, noisy: NoisyBatc
     t_struct = torch.minimum(noisy.t_trans, noisy.t_rots)
     terms |= backbone_losses(pred_trans_1, pred_rots_1, noisy.trans_1, noisy.rots_1, t_struct, noisy.res_mask,
                              noisy.fixed_structure, t_clip=t_clip, late_t=late_t, pair_cutoff=pair_cutoff)
-    terms |= clash_loss(pred_trans_1, noisy.res_mask, noisy.fixed_structure, t_struct, late_t=late_t)
+    terms |= clash_loss(pred_trans_1, noisy.res_mask, noisy.fixed_structure, t_struct, late_t=late_t,
+                        chain_index=noisy.chain_index)
     return terms
 
 
 def clash_loss(pred_trans_1: Tensor, res_mask: Tensor, fixed_structure: Tensor | None, t: Tensor, *,
-               min_distance: float = CA_MIN_DISTANCE, min_separation: int = 2, late_t: float | None = 0.75) -> dict[str, Tensor]:
+               min_distance: float = CA_MIN_DISTANCE, min_separation: int = 2, late_t: float | None = 0.75,
+               chain_index: Tensor | None = None) -> dict[str, Tensor]:
     """``clash``: how far predicted CA atoms of non-adjacent residues come inside ``min_distance``.
 
-    Per sample, Σ over pairs with |i - j| >= ``min_separation`` (residues in array order, both real, at
-    least one free) of relu(min_distance - d̂_ij)² [nm²], divided by the number of free residues; the
-    mean over samples with t > ``late_t`` (t [B] the structure time). Real chains never have
-    non-adjacent CA atoms closer than ~3.8 Å, so the data term is zero and this only pushes apart
-    predicted atoms that overlap (the clash count of evaluation uses CA-CA < 3 Å). ``min_distance`` in Å.
+    Per sample, Σ over pairs that are not sequence neighbours (``geometry.contacts.ca_overlaps``: other
+    chain, or |i - j| >= ``min_separation`` in array order; both real, at least one free) of
+    relu(min_distance - d̂_ij)² [nm²], divided by the number of free residues; the mean over samples
+    with t > ``late_t`` (t [B] the structure time). Real chains never have non-adjacent CA atoms
+    closer than ~3.8 Å, so the data term is zero and this only pushes apart predicted atoms that overlap (the clash count of evaluation uses CA-CA < 3 Å). ``min_distance`` in Å.
     """
     fixed = torch.zeros_like(res_mask) if fixed_structure is None else fixed_structure & res_mask
     free = res_mask & ~fixed
-    overlap = ca_overlaps(pred_trans_1, res_mask, free, min_distance / TRANS_SCALE, min_separation)  # [B, N, N] nm
+    overlap = ca_overlaps(pred_trans_1, res_mask, free, min_distance / TRANS_SCALE, min_separation,
+                          chain_index)  # [B, N, N] nm
     gate = torch.ones_like(res_mask[:, 0]) if late_t is None else t > late_t  # [B]
     count = free.sum(-1) * gate  # [B], 0 excludes the sample
     return {"clash": _per_sample_mean(overlap.pow(2) * 0.5, count.to(overlap.dtype))}  # 0.5: each pair is counted twice

@@ -184,7 +184,7 @@ class EulerSolver:
             sc = {"self_condition": previous} if self.config.self_condition else {}
             pred = model(state, times, res_mask=res_mask, **sc, **extras)
             state = self._step(state, pred, t64.float(), h, k == self.config.num_steps - 1, res_mask, cond,
-                               fixed_s, fixed_a, generator)
+                               fixed_s, fixed_a, generator, extras.get("chain_index"))
             previous = pred
             if return_trajectory:
                 states.append(state)
@@ -218,11 +218,13 @@ class EulerSolver:
         return FlowState(trans, rots, tokens)
 
     def _step(self, state: FlowState, pred: Prediction, t: Tensor, h: float, last: bool, res_mask: Tensor,
-              cond: Conditioning, fixed_s: Tensor, fixed_a: Tensor, generator: torch.Generator | None) -> FlowState:
+              cond: Conditioning, fixed_s: Tensor, fixed_a: Tensor, generator: torch.Generator | None,
+              chain_index: Tensor | None = None) -> FlowState:
         c = self.config
         trans_1 = pred.trans_1.to(state.trans.dtype)
         if c.clash_guidance > 0:
-            trans_1 = push_apart(trans_1, res_mask, ~fixed_s, CA_MIN_DISTANCE / TRANS_SCALE, c.clash_guidance)
+            trans_1 = push_apart(trans_1, res_mask, ~fixed_s, CA_MIN_DISTANCE / TRANS_SCALE, c.clash_guidance,
+                                 chain_index=chain_index)
         trans = self.trans_flow.step(state.trans, trans_1, t, h)
         rots = self.rots_flow.step(state.rots, pred.rots_1.to(state.rots.dtype), t, h)
         tokens = self.seq_flow.step(state.aatype, pred.logits, t, h, temperature=c.temperature, eta=c.eta,

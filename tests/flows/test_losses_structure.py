@@ -142,6 +142,14 @@ def test_clash_term_counts_overlapping_non_adjacent_pairs_only():
     assert float(clash_loss(ca[None], mask, both_fixed, t)["clash"]) == 0.0  # a motif's own pairs are data
     one_fixed = torch.tensor([[True, False, False, False, False]])
     assert math.isclose(float(clash_loss(ca[None], mask, one_fixed, t)["clash"]), (0.35 - 0.20) ** 2 / 3, rel_tol=1e-5)
+    # residue 2 moved 2 Å from residue 1 (4.3 Å from residue 0): neighbours in one chain, but a counted
+    # pair when residue 1 ends chain 0 and residue 2 starts chain 1
+    junction = ca.clone()
+    junction[2] = torch.tensor([0.38, 0.20, 0.0])
+    chains = torch.tensor([[0, 0, 1, 1, 1]])
+    assert float(clash_loss(junction[None], mask, None, t)["clash"]) == 0.0  # one chain: 1-2 adjacent, 0-2 apart enough
+    assert math.isclose(float(clash_loss(junction[None], mask, None, t, chain_index=chains)["clash"]),
+                        (0.35 - 0.20) ** 2 / 4, rel_tol=1e-5)
     # the gradient pushes the two atoms apart
     x = ca[None].clone().requires_grad_(True)
     clash_loss(x, mask, None, t)["clash"].backward()

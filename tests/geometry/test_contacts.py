@@ -51,3 +51,19 @@ def test_push_apart_is_equivariant_and_rejects_a_bad_strength():
     assert ca_overlaps(push_apart(ca, mask, mask, 3.5), mask, mask, 3.5).sum() < before
     with pytest.raises(ValueError):
         push_apart(ca, mask, mask, 3.5, strength=1.5)
+
+
+def test_the_ends_of_two_chains_are_not_sequence_neighbours():
+    """Residues 2 and 3 are neighbours in array order but the last of chain A and the first of chain
+    B: with chain_index their overlap counts and is opened; without it (one chain) they are exempt."""
+    ca = torch.tensor([[[0.0, 0.0, 0.0], [3.8, 0.0, 0.0], [7.6, 0.0, 0.0], [7.6, 2.0, 0.0], [7.6, 5.8, 0.0]]])
+    mask = torch.ones(1, 5, dtype=torch.bool)
+    chains = torch.tensor([[0, 0, 0, 1, 1]])
+    assert ca_overlaps(ca, mask, mask, 3.5).abs().sum() == 0
+    got = ca_overlaps(ca, mask, mask, 3.5, chain_index=chains)
+    want = torch.zeros(1, 5, 5)
+    want[0, 2, 3] = want[0, 3, 2] = 1.5
+    assert torch.allclose(got, want)
+    out = push_apart(ca, mask, mask, 3.5, chain_index=chains)
+    assert torch.dist(out[0, 2], out[0, 3]) == pytest.approx(3.5, abs=1e-5)
+    assert torch.equal(push_apart(ca, mask, mask, 3.5), ca)

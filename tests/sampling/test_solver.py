@@ -163,5 +163,18 @@ def test_clash_guidance_lands_on_a_prediction_without_overlaps():
     out = from_flow_units(guided.final.trans[0])
     assert torch.dist(out[0], out[6]) == pytest.approx(3.5, abs=1e-3)
     assert torch.allclose(out[[1, 2, 3, 4, 5, 7]], ca[[1, 2, 3, 4, 5, 7]], atol=1e-4)
+    # two chains (0-3, 4-7): residues 3 and 4, the end of one and the start of the other, overlap and are
+    # opened only when the solver is given the chain index the model gets
+    ca2 = torch.stack([torch.arange(n, dtype=torch.float32) * 3.8, torch.zeros(n), torch.zeros(n)], -1)
+    ca2[4:] = ca2[4:] - torch.tensor([3.8, -2.0, 0.0])  # residue 4 lands 2 Å from residue 3
+    two = Conditioning(target.fixed_structure, target.fixed_sequence, ca2[None] / 10.0, target.rots_1,
+                       target.aatype_1)
+    chains = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1]])
+    for given, want in ((None, 2.0), (chains, 3.5)):
+        extras = {} if given is None else {"chain_index": given}
+        res = EulerSolver(config=SolverConfig(num_steps=20, clash_guidance=1.0)).sample(
+            Oracle(two), res_mask, generator=torch.Generator().manual_seed(0), **extras)
+        out = from_flow_units(res.final.trans[0])
+        assert torch.dist(out[3], out[4]) == pytest.approx(want, abs=1e-3)
     with pytest.raises(ConfigError):
         SolverConfig(clash_guidance=2.0)
