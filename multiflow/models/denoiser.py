@@ -189,9 +189,10 @@ class Denoiser(nn.Module):
         trans = trans + centre  # [B, N, 3] back in the caller's coordinates
         confidence = None
         if self.confidence_head is not None:
-            confidence = torch.sigmoid(self.confidence_head(s).squeeze(-1))  # [B, N]
+            confidence = torch.sigmoid(self.confidence_head(s).squeeze(-1)).to(dtype)  # [B, N]
+        # Outputs in the parameters' dtype even under autocast (bfloat16 layers; frames stay float32)
         return DenoiserOutput(
-            frames=Rigid(rots, trans), trans=trans, rots=rots, aa_logits=self.aa_head(s), confidence=confidence,
+            frames=Rigid(rots, trans), trans=trans, rots=rots, aa_logits=self.aa_head(s).to(dtype), confidence=confidence,
         )
 
     def num_parameters(self) -> int:

@@ -60,9 +60,21 @@ class InvariantPointAttention(nn.Module):
     def forward(self, s: Tensor, z: Tensor, rots: Tensor, trans: Tensor, graph: NeighbourGraph) -> Tensor:
         """s [B, N, C_s], z [B, N, K, C_z], rots [B, N, 3, 3], trans [B, N, 3] -> [B, N, C_s]."""
         B, N, _ = s.shape
+        # The projections may run in reduced precision (autocast); points, frames and attention do not:
+        # the fused logits subtract squared global point norms (nm²), which bfloat16 would round away.
+        qkv, pts, bias = self.linear_qkv(s), self.linear_pts(s), self.linear_bias(z)
+        dt = torch.promote_types(trans.dtype, torch.float32)  # float32, or float64 for a float64 model
+        with torch.autocast(device_type=s.device.type, enabled=False):
+            feats = self._attend(qkv.to(dt), pts.to(dt), bias.to(dt), z.to(dt), rots.to(dt), trans.to(dt), graph)
+        return self.linear_out(feats)  # [B, N, C_s]
+
+    def _attend(self, qkv: Tensor, pts: Tensor, bias: Tensor, z: Tensor, rots: Tensor, trans: Tensor,
+                graph: NeighbourGraph) -> Tensor:
+        """qkv [B, N, 3HC], pts [B, N, 3H(2Pq+Pv)], bias [B, N, K, H] -> concatenated head outputs [B, N, F]."""
+        B, N, _ = qkv.shape
         H, C, Pq, Pv = self.heads, self.head_dim, self.qk_points, self.v_points
-        q, k, v = self.linear_qkv(s).view(B, N, H, 3 * C).split(C, dim=-1)  # 3 × [B, N, H, C]
-        pts = self.linear_pts(s).view(B, N, H * (2 * Pq + Pv), 3)  # [B, N, H*P, 3] local points
+        q, k, v = qkv.view(B, N, H, 3 * C).split(C, dim=-1)  # 3 × [B, N, H, C]
+        pts = pts.view(B, N, H * (2 * Pq + Pv), 3)  # [B, N, H*P, 3] local points
         pts = pts @ rots.transpose(-1, -2) + trans[:, :, None]  # [B, N, H*P, 3] global: R p + t
         pts = pts.view(B, N, H, 2 * Pq + Pv, 3)  # [B, N, H, P, 3]
         q_pts, k_pts, v_pts = pts.split([Pq, Pq, Pv], dim=3)  # [B, N, H, Pq|Pq|Pv, 3]
@@ -77,7 +89,6 @@ class InvariantPointAttention(nn.Module):
             [k, k_pts, -0.5 * gamma[:, None] * (k_pts * k_pts).sum(-1, keepdim=True)], dim=-1
         )  # [B, N, H, D]
         v_aug = torch.cat([v, v_pts.flatten(-2)], dim=-1)  # [B, N, H, C + 3Pv]
-        bias = self.linear_bias(z)  # [B, N, K, H]
         if graph.dense or N <= self.masked_dense_max_n:
             o_aug, o_pair = _attend_dense(q_aug, k_aug, v_aug, bias, z, graph, w_l)
         else:
@@ -87,7 +98,7 @@ class InvariantPointAttention(nn.Module):
         o_pts = (o_pts - trans[:, :, None]) @ rots  # [B, N, H*Pv, 3] local: Rᵀ (x - t)
         o_norm = torch.sqrt((o_pts * o_pts).sum(-1) + 1e-8)  # [B, N, H*Pv]
         feats = [o_s.reshape(B, N, -1), o_pts.reshape(B, N, -1), o_norm, o_pair.reshape(B, N, -1)]
-        return self.linear_out(torch.cat(feats, dim=-1))  # [B, N, C_s]
+        return torch.cat(feats, dim=-1)  # [B, N, H (C + 4 Pv + C_z)]
 
 
 def _attend_dense(q_aug, k_aug, v_aug, bias, z, graph: NeighbourGraph, w_l: float) -> tuple[Tensor, Tensor]:

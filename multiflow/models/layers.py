@@ -80,12 +80,13 @@ class BackboneUpdate(nn.Module):
 
     def forward(self, s: Tensor, rots: Tensor, trans: Tensor, update_mask: Tensor) -> tuple[Tensor, Tensor]:
         """s [B, N, C], rots [B, N, 3, 3], trans [B, N, 3], update_mask [B, N] bool."""
-        upd = self.linear(s) * update_mask[..., None]  # [B, N, 6]
-        quat = torch.cat([torch.ones_like(upd[..., :1]), upd[..., :3]], dim=-1)  # [B, N, 4] (w, x, y, z)
-        d_rot = so3.quat_to_matrix(quat)  # [B, N, 3, 3]
-        d_trans = upd[..., 3:]  # [B, N, 3] local
-        new_trans = trans + (rots @ d_trans[..., None]).squeeze(-1)  # [B, N, 3]
-        return rots @ d_rot, new_trans
+        upd = self.linear(s).to(trans.dtype) * update_mask[..., None]  # [B, N, 6] in the frames' precision
+        with torch.autocast(device_type=s.device.type, enabled=False):  # frames never drop to bfloat16
+            quat = torch.cat([torch.ones_like(upd[..., :1]), upd[..., :3]], dim=-1)  # [B, N, 4] (w, x, y, z)
+            d_rot = so3.quat_to_matrix(quat)  # [B, N, 3, 3]
+            d_trans = upd[..., 3:]  # [B, N, 3] local
+            new_trans = trans + (rots @ d_trans[..., None]).squeeze(-1)  # [B, N, 3]
+            return rots @ d_rot, new_trans
 
 
 class EdgeUpdate(nn.Module):

@@ -58,15 +58,20 @@ class MultiflowModule(L.LightningModule):
 
     # --- one step -----------------------------------------------------------------------
     def compute_losses(self, batch: Batch) -> dict[str, Tensor]:
-        noisy = self.interpolant.corrupt(batch)
-        state, t, extras = noisy_batch_inputs(noisy)
+        # Under mixed precision (trainer.precision=bf16-mixed / 16-mixed) only the network runs in reduced
+        # precision: noising (rotation interpolation) and the loss terms (SO(3) logs, distances) stay float32.
+        full_precision = torch.autocast(device_type=batch.trans.device.type, enabled=False)
+        with full_precision:
+            noisy = self.interpolant.corrupt(batch)
+            state, t, extras = noisy_batch_inputs(noisy)
         self_condition = None
         if self.training and self.config.self_condition_prob > 0:
             if float(torch.rand(())) < self.config.self_condition_prob:
                 with torch.no_grad():
                     self_condition = self.model(state, t, **extras)
         pred = self.model(state, t, **extras, self_condition=self_condition)
-        return self.loss_terms(noisy, pred, batch.seq_target)
+        with full_precision:
+            return self.loss_terms(noisy, pred, batch.seq_target)
 
     def loss_terms(self, noisy: NoisyBatch, pred: Prediction, seq_target: Tensor | None = None) -> dict[str, Tensor]:
         """Named loss terms and their weighted sum ``loss``; ``seq_target`` [B, N, 20] adds ``aa_distill``."""

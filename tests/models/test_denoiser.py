@@ -274,3 +274,24 @@ def test_neighbour_messages_average_over_valid_edges_only():
     want = s[0, i] + layer.out(torch.stack(h).mean(0))
     torch.testing.assert_close(got[0, i], want, atol=1e-5, rtol=0)
     torch.testing.assert_close(got[0, -3:], s[0, -3:])  # padding rows pass through unchanged
+
+
+@pytest.mark.parametrize("attention", ["sparse", "dense"])
+def test_bfloat16_autocast_keeps_frames_in_float32(attention):
+    """GPU presets train with precision=bf16-mixed. Under autocast the linear layers run in bfloat16,
+    but IPA's points and attention and the frame updates run in float32, and every output comes back
+    in the parameters' dtype. Over 10 seeds (length 40, this model) the outputs differed from the
+    float32 pass by at most 0.013 nm (translations), 0.02 (rotation entries) and 0.009 (logits):
+    bfloat16's 8-bit mantissa through the layers. Checked at 0.05 / 0.08 / 0.05."""
+    model = tiny_model(attention=attention, edge_atom_distances=True, node_messages=True)
+    inp = random_input(batch=2, length=40)
+    with torch.no_grad():
+        ref = model(inp)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(inp)
+    assert {out.trans.dtype, out.rots.dtype, out.aa_logits.dtype, out.confidence.dtype} == {torch.float32}
+    torch.testing.assert_close(out.trans, ref.trans, atol=0.05, rtol=0)
+    torch.testing.assert_close(out.rots, ref.rots, atol=0.08, rtol=0)
+    torch.testing.assert_close(out.aa_logits, ref.aa_logits, atol=0.05, rtol=0)
+    eye = torch.eye(3).expand(2, 40, 3, 3)
+    torch.testing.assert_close(out.rots @ out.rots.transpose(-1, -2), eye, atol=1e-5, rtol=0)

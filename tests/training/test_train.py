@@ -104,6 +104,25 @@ def test_train_writes_checkpoints_and_resumes(processed, tmp_path):
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
 
 
+def test_bf16_mixed_precision_trains_with_float32_noising_and_losses(processed, tmp_path):
+    """The GPU presets use trainer.precision=bf16-mixed; CPU autocast runs the same code path. The
+    network may run in bfloat16, but the noised frames and every loss term stay float32 (a bfloat16
+    rotation log or squared distance would round the loss itself)."""
+    cfg = compose_config("train", _overrides(processed, tmp_path / "run"))
+    module = build_module(cfg)
+    dm = build_datamodule(cfg)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = module.compute_losses(batch)
+    assert {v.dtype for v in terms.values()} == {torch.float32}
+    assert all(torch.isfinite(v) for v in terms.values())
+    terms["loss"].backward()
+    run_dir = tmp_path / "bf16"
+    run(compose_config("train", _overrides(processed, run_dir, "trainer.precision=bf16-mixed", "trainer.max_steps=2")))
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 2
+
+
 def test_last_checkpoint_holds_the_final_step_off_the_save_interval(processed, tmp_path):
     # Periodic saves land on steps 2 and 4; the run stops at 5 (as a max_time stop would, between saves).
     run_dir = tmp_path / "run"
