@@ -1,9 +1,11 @@
 """Time of one training step (forward + backward + AdamW) of the denoiser on CPU.
 
-    python benchmarks/denoiser_train_step.py --preset cpu_small --batch 4 --length 128
+    python benchmarks/denoiser_train_step.py --preset cpu_small --batch 4 --length 128 [--bf16]
 
 The loss is a stand-in (squared outputs): the point is the cost of the network, not of the
 flows. Prints best / median wall and CPU time per step and the peak RSS of the process.
+``--bf16`` runs the forward pass under CPU autocast (bfloat16), what ``trainer.precision=bf16-mixed``
+does.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--bf16", action="store_true", help="forward under torch.autocast('cpu', bfloat16)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     with CpuWatch() as watch:
         for step in range(args.steps + 1):
             start, start_cpu = time.perf_counter(), time.process_time()
-            out = model(inp)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+                out = model(inp)
             loss = out.trans.square().mean() + out.aa_logits.square().mean()
             optim.zero_grad(set_to_none=True)
             loss.backward()
@@ -59,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
                 cpu.append(time.process_time() - start_cpu)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     residues = args.batch * args.length
-    print(f"{args.preset} ({model.num_parameters() / 1e6:.2f}M params, {args.attention}), batch {args.batch} x "
+    precision = "bf16 autocast" if args.bf16 else "float32"
+    print(f"{args.preset} ({model.num_parameters() / 1e6:.2f}M params, {args.attention}, {precision}), batch {args.batch} x "
           f"N {args.length}, {args.threads} threads, {watch.summary()}: {residues / min(wall):.0f} residues/s; step wall best "
           f"{min(wall):.3f} s / median {statistics.median(wall):.3f} s, cpu best {min(cpu):.3f} s, peak RSS {peak:.0f} MB")
 
