@@ -315,7 +315,8 @@ def clash_loss(pred_trans_1: Tensor, res_mask: Tensor, fixed_structure: Tensor |
     chain, or |i - j| >= ``min_separation`` in array order; both real, at least one free) of
     relu(min_distance - d̂_ij)² [nm²], divided by the number of free residues; the mean over samples
     with t > ``late_t`` (t [B] the structure time). Real chains never have non-adjacent CA atoms
-    closer than ~3.8 Å, so the data term is zero and this only pushes apart predicted atoms that overlap (the clash count of evaluation uses CA-CA < 3 Å). ``min_distance`` in Å.
+    closer than ~3.8 Å, so the data term is zero and this only pushes apart predicted atoms that
+    overlap (the clash count of evaluation uses CA-CA < 3 Å). ``min_distance`` in Å.
     """
     fixed = torch.zeros_like(res_mask) if fixed_structure is None else fixed_structure & res_mask
     free = res_mask & ~fixed

@@ -59,7 +59,6 @@ class InvariantPointAttention(nn.Module):
 
     def forward(self, s: Tensor, z: Tensor, rots: Tensor, trans: Tensor, graph: NeighbourGraph) -> Tensor:
         """s [B, N, C_s], z [B, N, K, C_z], rots [B, N, 3, 3], trans [B, N, 3] -> [B, N, C_s]."""
-        B, N, _ = s.shape
         # The projections may run in reduced precision (autocast); points, frames and attention do not:
         # the fused logits subtract squared global point norms (nm²), which bfloat16 would round away.
         qkv, pts, bias = self.linear_qkv(s), self.linear_pts(s), self.linear_bias(z)
