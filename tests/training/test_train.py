@@ -150,6 +150,21 @@ def test_cpu_ddp_two_processes(processed, tmp_path):
     assert ckpt["global_step"] == 2
 
 
+def test_gpu_preset_runs_on_two_cpu_processes(processed, tmp_path):
+    """experiment=multiflow_size as a GPU user launches it (DDP, bf16-mixed, its data settings), on 2
+    gloo processes with a shrunken network: the preset's trainer and precision path is exercised."""
+    run_dir = tmp_path / "gpu_preset"
+    cmd = [sys.executable, "-m", "multiflow", "train", "experiment=multiflow_size", f"data.root={processed}",
+           f"run_dir={run_dir}", "data.train_splits=[train]", "data.max_coil_fraction=1.0", "data.num_workers=0",
+           "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_steps=2", "trainer.val_check_interval=1",
+           "trainer.limit_val_batches=1", "trainer.enable_progress_bar=false",
+           "model.node_dim=32", "model.edge_dim=16", "model.num_blocks=1", "model.seq_heads=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2 and ckpt["multiflow_config"]["trainer"]["precision"] == "bf16-mixed"
+
+
 def test_export_and_load_checkpoint(processed, tmp_path):
     from multiflow.errors import MissingWeightsError
     from multiflow.training.checkpoint import export_checkpoint, load_checkpoint
