@@ -62,7 +62,7 @@ class InvariantPointAttention(nn.Module):
         # The projections may run in reduced precision (autocast); points, frames and attention do not:
         # the fused logits subtract squared global point norms (nm²), which bfloat16 would round away.
         qkv, pts, bias = self.linear_qkv(s), self.linear_pts(s), self.linear_bias(z)
-        dt = torch.promote_types(trans.dtype, torch.float32)  # float32, or float64 for a float64 model
+        dt = trans.dtype  # the frames' dtype, as in BackboneUpdate: the parameters' (float32 under autocast)
         with torch.autocast(device_type=s.device.type, enabled=False):
             feats = self._attend(qkv.to(dt), pts.to(dt), bias.to(dt), z.to(dt), rots.to(dt), trans.to(dt), graph)
         return self.linear_out(feats)  # [B, N, C_s]
