@@ -56,13 +56,13 @@ def split_chains(split: str, limit: int) -> list:
     return [read_structure(f)[0] for f in files]
 
 
-def inverse_folding(model, chains, num_steps: int, seed: int, samples: int) -> dict[str, float]:
+def inverse_folding(model, chains, num_steps: int, seed: int, samples: int, recycles: int = 0) -> dict[str, float]:
     protocols = (("argmax", 0.0, 1, False), ("argmax+purity", 0.0, 1, True), ("T=0.1", 0.1, samples, False))
     rows: dict[str, list[float]] = {label: [] for label, *_ in protocols}
     for chain in chains:
         for label, temp, n, purity in protocols:
             result = model.inverse_fold([chain], num_sequences=n, seed=seed, num_steps=num_steps, temperature=temp,
-                                        purity=purity)
+                                        purity=purity, recycles=recycles)
             rows[label].append(float(np.mean([sequence_recovery(d.sequence, chain.sequence) for d in result])))
     return {k: float(np.mean(v)) for k, v in rows.items()}
 
@@ -79,20 +79,21 @@ def proteinmpnn_recovery(chains, seed: int, samples: int) -> float:
     return float(np.mean(per_chain))
 
 
-def forward_folding(model, chains, num_steps: int, seed: int, clash_guidance: float | None = None) -> dict[str, float]:
+def forward_folding(model, chains, num_steps: int, seed: int, clash_guidance: float | None = None,
+                    recycles: int = 0) -> dict[str, float]:
     result = model.fold([(c.name, c.sequence) for c in chains], seed=seed, num_steps=num_steps,
-                        clash_guidance=clash_guidance)
+                        clash_guidance=clash_guidance, recycles=recycles)
     rmsd = [aligned_rmsd(d.chains[0], c, atoms="ca") for d, c in zip(result, chains)]
     tm = [tm_score(d.chains[0], c) for d, c in zip(result, chains)]
     return {"ca_rmsd": float(np.mean(rmsd)), "tm_score": float(np.mean(tm))}
 
 
-def codesign(model, lengths, num_samples: int, num_steps: int, seed: int, clash_guidance: float | None = None
-             ) -> list[dict[str, float]]:
+def codesign(model, lengths, num_samples: int, num_steps: int, seed: int, clash_guidance: float | None = None,
+             recycles: int = 0) -> list[dict[str, float]]:
     table = []
     for length in lengths:
         result = model.generate(lengths=[length], num_samples=num_samples, seed=seed, num_steps=num_steps,
-                                clash_guidance=clash_guidance)
+                                clash_guidance=clash_guidance, recycles=recycles)
         per = [structure_metrics(d.chains[0]) for d in result]
         mean = {k: float(np.mean([p[k] for p in per])) for k in per[0] if isinstance(per[0][k], (int, float))}
         mean["length"] = length
@@ -112,6 +113,8 @@ def main() -> None:
     parser.add_argument("--split", default="ts50", choices=("ts50", "val"),
                         help="chains for inverse and forward folding: the test set (ts50) or val, to choose settings on")
     parser.add_argument("--num_steps", type=int, default=100)
+    parser.add_argument("--recycles", type=int, default=0,
+                        help="extra self-conditioned passes per sampler step, in every part (default 0)")
     parser.add_argument("--codesign_samples", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--if_samples", type=int, default=4, help="sequences per TS50 chain at T = 0.1")
@@ -131,16 +134,17 @@ def main() -> None:
     start = time.time()
     inv, fwd, cod = None, None, None
     if "inverse_folding" in parts:
-        inv = inverse_folding(model, chains, args.num_steps, args.seed, args.if_samples)
+        inv = inverse_folding(model, chains, args.num_steps, args.seed, args.if_samples, args.recycles)
         if args.proteinmpnn:
             inv["proteinmpnn T=0.1"] = proteinmpnn_recovery(chains, args.seed, args.if_samples)
     if "forward_folding" in parts:
-        fwd = forward_folding(model, chains, args.num_steps, args.seed, args.clash_guidance)
+        fwd = forward_folding(model, chains, args.num_steps, args.seed, args.clash_guidance, args.recycles)
     if "codesign" in parts:
-        cod = codesign(model, (70, 100, 150), args.codesign_samples, args.num_steps, args.seed, args.clash_guidance)
+        cod = codesign(model, (70, 100, 150), args.codesign_samples, args.num_steps, args.seed, args.clash_guidance,
+                       args.recycles)
     guidance = model.settings.clash_guidance if args.clash_guidance is None else args.clash_guidance
     print(f"checkpoint: {model.loaded.path} (sha256 {model.loaded.sha256[:12]}), {args.num_steps} steps, "
-          f"clash_guidance {guidance}, "
+          f"recycles {args.recycles}, clash_guidance {guidance}, "
           f"{args.split} chains: {len(chains)}, parts: {','.join(parts)}, wall {time.time() - start:.0f} s")
     if inv is not None:
         print(f"{args.split} sequence recovery ({len(chains)} chains; T=0.1 rows: {args.if_samples} sequences per chain)")
@@ -161,6 +165,7 @@ def main() -> None:
         results = {"inverse_folding": inv, "forward_folding": fwd, "codesign": cod}
         Path(args.json).write_text(json.dumps({**{k: v for k, v in results.items() if v is not None},
                                                "split": args.split, "chains": len(chains), "num_steps": args.num_steps,
+                                               "recycles": args.recycles,
                                                "clash_guidance": guidance,
                                                "checkpoint_sha256": model.loaded.sha256}, indent=2))
 

@@ -47,6 +47,7 @@ class SamplingSettings:
     num_steps: int = 100  # Euler steps from min_t to 1
     min_t: float = 0.01  # first time point
     self_condition: bool | None = None  # None: as the model was trained
+    recycles: int = 0  # extra self-conditioned passes per step (needs self-conditioning); cost x (1 + recycles)
     temperature: float = 0.1  # amino-acid softmax temperature; 0 = argmax
     eta: float = 0.0  # CTMC stochasticity, >= 0
     purity: bool = False  # confidence-ordered unmasking
@@ -57,6 +58,7 @@ class SamplingSettings:
 
     def __post_init__(self) -> None:
         checks = [("num_steps", self.num_steps >= 1, ">= 1"), ("min_t", 0 <= self.min_t < 1, "in [0, 1)"),
+                  ("recycles", self.recycles >= 0, ">= 0"),
                   ("temperature", self.temperature >= 0, ">= 0"), ("eta", self.eta >= 0, ">= 0"),
                   ("clash_guidance", 0 <= self.clash_guidance <= 1, "in [0, 1]"),
                   ("max_tokens", self.max_tokens >= 1, ">= 1"),
@@ -117,7 +119,11 @@ class SamplingSettings:
 
     def solver_config(self, model_self_condition: bool) -> SolverConfig:
         sc = model_self_condition if self.self_condition is None else self.self_condition
-        return SolverConfig(num_steps=self.num_steps, min_t=self.min_t, self_condition=sc,
+        if self.recycles and not sc:
+            raise ConfigError(f"recycles={self.recycles} feeds the model's predictions back as self-conditioning, "
+                              "but self-conditioning is off (self_condition=false, or a model trained without it); "
+                              "use recycles=0")
+        return SolverConfig(num_steps=self.num_steps, min_t=self.min_t, self_condition=sc, recycles=self.recycles,
                             temperature=self.temperature, eta=self.eta, purity=self.purity,
                             last_step_argmax=self.last_step_argmax, clash_guidance=self.clash_guidance)
 

@@ -22,6 +22,12 @@ apart where non-adjacent pairs come closer than 3.5 Å (``geometry.contacts.push
 step moves towards a prediction without those overlaps, and the last step lands on one. Rotations
 are not changed: each frame moves rigidly with its CA.
 
+Recycling (``SolverConfig.recycles`` = R > 0, needs self-conditioning): at every step the model
+runs 1 + R times on the same state and times, each pass fed the previous pass's prediction as its
+self-conditioning input, which is what self-conditioning training shows it (a second pass at the
+same input, conditioned on the first); the Euler step uses the last pass. It costs 1 + R forward
+passes per step.
+
 The model is shown times clipped into ``model_t_range``, the range it was trained on (the
 interpolant draws t from [min_t, 1 - min_t]); the Euler updates use the grid's own times. Without
 the clip, a grid of more than ~100 steps asks the model about t > 0.99, which it never saw: with
@@ -114,6 +120,7 @@ class SolverConfig:
     num_steps: int = 100  # Euler steps from min_t to 1
     min_t: float = 0.01  # first grid time; the interpolant trains the model on t in [min_t, 1 - min_t]
     self_condition: bool = False  # pass the previous Prediction to the model as ``self_condition``
+    recycles: int = 0  # extra passes per step at the same state and time, each fed the last pass's prediction
     temperature: float = 1.0  # DiscreteFlow: softmax(logits / temperature)
     eta: float = 0.0  # DiscreteFlow stochasticity (>= 0)
     purity: bool = False  # DiscreteFlow purity (confidence-ordered) unmasking
@@ -125,6 +132,11 @@ class SolverConfig:
             raise ConfigError(f"need num_steps >= 1 and 0 <= min_t < 1, got {self.num_steps}, {self.min_t}")
         if not 0 <= self.clash_guidance <= 1:
             raise ConfigError(f"clash_guidance must lie in [0, 1], got {self.clash_guidance}")
+        if self.recycles < 0:
+            raise ConfigError(f"recycles must be >= 0, got {self.recycles}")
+        if self.recycles and not self.self_condition:
+            raise ConfigError("recycles > 0 feeds predictions back as self-conditioning input: it needs "
+                              "self_condition=true (a model trained with self-conditioning)")
 
 
 @dataclass(frozen=True)
@@ -183,6 +195,8 @@ class EulerSolver:
             times = {m: self.model_times(t64, done[m]) for m in MODALITIES}
             sc = {"self_condition": previous} if self.config.self_condition else {}
             pred = model(state, times, res_mask=res_mask, **sc, **extras)
+            for _ in range(self.config.recycles):
+                pred = model(state, times, res_mask=res_mask, self_condition=pred, **extras)
             state = self._step(state, pred, t64.float(), h, k == self.config.num_steps - 1, res_mask, cond,
                                fixed_s, fixed_a, generator, extras.get("chain_index"))
             previous = pred

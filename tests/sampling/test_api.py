@@ -138,3 +138,26 @@ def test_sampling_shows_the_model_only_times_it_was_trained_on(design_model, mon
     monkeypatch.setattr(model, "forward", spy)
     design_model.generate(8, seed=0, num_steps=400)  # grid spacing 0.0025: the last points lie above 0.99
     assert max(seen) == pytest.approx(1 - design_model.loaded.interpolant.config.min_t)
+
+
+def test_recycles_reach_the_solver(design_model, toy_pdb, monkeypatch):
+    calls: list[bool] = []
+    model = design_model.loaded.model
+    forward = model.forward
+
+    def spy(state, t, **extras):
+        calls.append(extras.get("self_condition") is not None)
+        return forward(state, t, **extras)
+
+    monkeypatch.setattr(model, "forward", spy)
+    design_model.inverse_fold(toy_pdb, chains_to_design="A", seed=0, num_steps=3)
+    assert calls[:3] == [False, True, True]  # default: one pass per step (then the scoring passes)
+    scoring = calls[3:]
+    calls.clear()
+    res = design_model.inverse_fold(toy_pdb, chains_to_design="A", seed=0, num_steps=3, recycles=2)
+    assert res.settings["recycles"] == 2
+    assert calls == [False] + [True] * 8 + scoring  # 3 steps x (1 + 2) passes, all but the first self-conditioned
+    with pytest.raises(ConfigError, match="recycles=1 .* self-conditioning is off"):
+        design_model.inverse_fold(toy_pdb, chains_to_design="A", seed=0, recycles=1, self_condition=False)
+    with pytest.raises(ConfigError, match="recycles must be >= 0"):
+        api.SamplingSettings.from_config(["recycles=-1"])

@@ -106,6 +106,51 @@ def test_uniform_token_noise_and_self_conditioning():
     assert "conditioning" not in oracle.calls[0]["extras"]  # nothing invented when nothing is fixed
 
 
+class CountingModel(Oracle):
+    """Predicts token k + 1 everywhere when its self-conditioning input predicts token k (token 0 without one)."""
+
+    def __call__(self, state: FlowState, t: dict, **extras) -> Prediction:
+        super().__call__(state, t, **extras)
+        previous = extras.get("self_condition")
+        token = 0 if previous is None else int(previous.logits.argmax(-1).flatten()[0]) + 1
+        logits = torch.full((*state.aatype.shape, NUM_AA), -30.0)
+        logits[..., token % NUM_AA] = 30.0
+        return Prediction(self.target.trans_1, self.target.rots_1, logits)
+
+
+@pytest.mark.parametrize("num_steps,recycles", [(1, 0), (1, 2), (2, 1), (3, 2)])
+def test_recycles_chain_passes_at_the_same_state_and_time(num_steps, recycles):
+    batch = random_batch([7, 5], seed=14)
+    fs = batch.res_mask.clone()  # inverse folding: the structure is given
+    cond = Conditioning.from_batch(batch, fs, torch.zeros_like(fs))
+    model = CountingModel(cond)
+    solver = EulerSolver(config=SolverConfig(num_steps=num_steps, self_condition=True, recycles=recycles,
+                                             temperature=0.0))
+    res = solver.sample(model, batch.res_mask, conditioning=cond, return_trajectory=True)
+    passes = 1 + recycles
+    assert len(model.calls) == num_steps * passes
+    # every pass saw the previous pass's prediction, across steps too, so step k's last pass predicts
+    # token (k + 1) * passes - 1, and each token unmasked at step k takes that value
+    for k in range(num_steps):
+        opened = (res.states[k].aatype == MASK_TOKEN) & (res.states[k + 1].aatype != MASK_TOKEN) & batch.res_mask
+        assert torch.all(res.states[k + 1].aatype[opened] == (k + 1) * passes - 1)
+    assert not (res.final.aatype[batch.res_mask] == MASK_TOKEN).any()
+    for k in range(num_steps):
+        step = model.calls[k * passes:(k + 1) * passes]
+        for call in step[1:]:  # recycles: same state and times as the step's first pass
+            assert call["state"] is step[0]["state"]
+            assert all(torch.equal(call["t"][m], step[0]["t"][m]) for m in ("trans", "rots", "aa"))
+        last_pass = int(res.predictions[k].logits.argmax(-1).flatten()[0])
+        assert last_pass == (k + 1) * passes - 1  # the step used the last pass's prediction
+
+
+def test_recycles_need_self_conditioning():
+    with pytest.raises(ConfigError, match="self_condition"):
+        SolverConfig(recycles=1, self_condition=False)
+    with pytest.raises(ConfigError, match="recycles"):
+        SolverConfig(recycles=-1, self_condition=True)
+
+
 def test_temperature_zero_is_greedy_and_bad_inputs_raise():
     batch = random_batch([5], seed=13)
     target = Conditioning.from_batch(batch, torch.zeros_like(batch.res_mask), torch.zeros_like(batch.res_mask))
