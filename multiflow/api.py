@@ -119,10 +119,6 @@ class SamplingSettings:
 
     def solver_config(self, model_self_condition: bool) -> SolverConfig:
         sc = model_self_condition if self.self_condition is None else self.self_condition
-        if self.recycles and not sc:
-            raise ConfigError(f"recycles={self.recycles} feeds the model's predictions back as self-conditioning, "
-                              "but self-conditioning is off (self_condition=false, or a model trained without it); "
-                              "use recycles=0")
         return SolverConfig(num_steps=self.num_steps, min_t=self.min_t, self_condition=sc, recycles=self.recycles,
                             temperature=self.temperature, eta=self.eta, purity=self.purity,
                             last_step_argmax=self.last_step_argmax, clash_guidance=self.clash_guidance)

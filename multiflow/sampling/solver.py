@@ -135,8 +135,9 @@ class SolverConfig:
         if self.recycles < 0:
             raise ConfigError(f"recycles must be >= 0, got {self.recycles}")
         if self.recycles and not self.self_condition:
-            raise ConfigError("recycles > 0 feeds predictions back as self-conditioning input: it needs "
-                              "self_condition=true (a model trained with self-conditioning)")
+            raise ConfigError(f"recycles={self.recycles} feeds the model's predictions back as self-conditioning, "
+                              "but self-conditioning is off (self_condition=false, or a model trained without it); "
+                              "use recycles=0")
 
 
 @dataclass(frozen=True)
