@@ -139,6 +139,34 @@ def test_missing_data_and_empty_split_are_clear(processed, tmp_path):
         run(compose_config("train", _overrides(processed, tmp_path / "r2", "data.val_splits=[nosuchsplit]")))
 
 
+def test_sigterm_to_the_whole_process_group_saves_the_current_step(processed, tmp_path):
+    """A scheduler's preemption (SLURM's scancel, ``kill -- -PGID``) signals every process of the job,
+    DataLoader workers included. The workers must leave the signal to the main process: a worker
+    killed by it makes the main process fail with "DataLoader worker ... killed" before Lightning's
+    SIGTERM handling runs, and the steps since the last periodic save are lost."""
+    import os
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "multiflow", "train", *_overrides(processed, run_dir),
+           "trainer.max_steps=100000", "trainer.val_check_interval=5", "data.num_workers=1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 240
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(2.0)  # a few steps past the periodic save, with the worker loading batches
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert "killed by signal" not in err, err[-3000:]
+    assert "training stopped at step" in out, (out[-2000:], err[-3000:])
+    step = int(out.split("training stopped at step")[1].split(";")[0])
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == step > 0
+
+
 def test_cpu_ddp_two_processes(processed, tmp_path):
     """The distributed path is real: 2 gloo processes on CPU train and agree on the step count."""
     run_dir = tmp_path / "ddp"
