@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from multiflow.data.chain import ProteinChain
-from multiflow.errors import ConfigError, MissingWeightsError
+from multiflow.errors import ConfigError, MissingWeightsError, SamplingInterrupted
 from multiflow.sampling.outputs import Design, DesignSet, model_label, write_run
 from multiflow.sampling.solver import SolverConfig
 
@@ -227,7 +227,12 @@ class DesignModel:
         started = time.time()
         settings, seed, engine = self._prepare(seed, overrides)
         solver = engine.pop("solver")
-        result = call(self.loaded, solver, seed=seed, **engine)
+        try:
+            result = call(self.loaded, solver, seed=seed, **engine)
+        except SamplingInterrupted as stop:  # stop.result: the finished designs, with their settings too
+            if stop.result is not None:
+                stop.result = self._finish(stop.result, settings, seed, inputs, started)
+            raise
         return self._finish(result, settings, seed, inputs, started)
 
     def generate(self, lengths: Any = None, num_samples: int = 1, *, partial_sequence: str | None = None,
@@ -289,11 +294,14 @@ class DesignModel:
             allow_long=allow_long, save_trajectory=save_trajectory, on_batch=on_batch, **kw))
 
     def save(self, result: DesignSet, out_folder: str | Path, *, mmcif: bool = False, overwrite: bool = False,
-             viewer: bool = True, command: list[str] | None = None) -> Path:
-        """Write a run folder (structures, FASTA, designs.csv, run.json, viewer.html) for ``result``."""
+             viewer: bool = True, command: list[str] | None = None, status: str = "complete") -> Path:
+        """Write a run folder (structures, FASTA, designs.csv, run.json, viewer.html) for ``result``.
+
+        ``status`` goes to run.json: "complete", or what stopped a run whose finished designs these
+        are (``SamplingInterrupted.result``)."""
         settings = dict(result.settings)
         run_info = {
-            "command": command if command is not None else list(sys.argv),
+            "status": status, "command": command if command is not None else list(sys.argv),
             "checkpoint": {"path": str(self.loaded.path), "sha256": self.loaded.sha256, "meta": self.loaded.meta},
             "device": str(self.device), "settings": settings,
         }

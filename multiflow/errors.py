@@ -36,6 +36,25 @@ class ConfigError(MultiflowError, ValueError):
     """A configuration value or command-line flag is invalid."""
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised by the command-line tools' SIGTERM handler, so a terminated run stops as Ctrl-C stops it."""
+
+
+class SamplingInterrupted(MultiflowError):
+    """Sampling stopped (Ctrl-C, SIGTERM or an error) after some batches had finished.
+
+    ``result`` holds the designs of the finished batches (a ``DesignSet``, or ``None`` while the
+    engine is still handing them up), ``done`` / ``total`` count designs, ``reason`` says why it
+    stopped; ``__cause__`` is the interruption or error itself. The command-line tools write
+    ``result`` as a run folder whose run.json says ``"status": "interrupted: ..."``.
+    """
+
+    def __init__(self, reason: str, done: int, total: int, samples: list | None = None, result=None) -> None:
+        super().__init__(f"sampling stopped after {done} of {total} designs ({reason})")
+        self.reason, self.done, self.total = reason, done, total
+        self.samples, self.result = samples, result
+
+
 def run_command(body: Callable[[], int], interrupted: str) -> int:
     """Run a command's body; bad input or an OS error prints ``error: ...`` and gives exit code 2, Ctrl-C
     prints ``interrupted`` and gives 130."""

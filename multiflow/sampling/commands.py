@@ -10,19 +10,25 @@
 Sampler settings come from ``configs/sampling/default.yaml``; flags and ``key=value`` overrides
 change them (the same key given both ways with different values is an error). Bad input exits
 with code 2 and one ``error: ...`` line naming the problem; nothing is left in ``--out_folder``.
+A run stopped part-way (Ctrl-C, SIGTERM, an error in a later batch) writes the designs of the
+batches that finished, with ``"status": "interrupted: ..."`` in run.json, and exits 130 / 143
+(or re-raises the error).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import secrets
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from multiflow.errors import ConfigError, MultiflowError, run_command
+from multiflow.errors import ConfigError, MultiflowError, SamplingInterrupted, Terminated, run_command
 
 NAMES = ("sample", "inverse-fold", "fold", "scaffold")
 _DESCRIPTIONS = {
@@ -150,14 +156,55 @@ def _run(name: str, args: argparse.Namespace, argv: list[str]) -> int:
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     print(f"model {model.model_label} on {model.device}; seed {seed}; run folder {out}")
     common = {"seed": seed, "allow_long": args.allow_long, "save_trajectory": args.save_trajectory, **overrides}
-    with _Progress(name) as progress:
-        result = _CALLS[name](model, task_inputs, {**common, "on_batch": progress.update}, args)
-    folder = model.save(result, out, mmcif=args.mmcif, overwrite=args.overwrite, viewer=not args.no_viewer,
-                        command=["multiflow", name, *argv])
+    save = {"mmcif": args.mmcif, "overwrite": args.overwrite, "viewer": not args.no_viewer,
+            "command": ["multiflow", name, *argv]}
+    try:
+        with _Progress(name) as progress, _sigterm_stops():
+            result = _CALLS[name](model, task_inputs, {**common, "on_batch": progress.update}, args)
+    except SamplingInterrupted as stop:  # keep the batches that finished
+        return _save_interrupted(model, stop, out, save)
+    folder = model.save(result, out, **save)
     _print_summary(result, folder)
     if name == "fold":
         print(f"confidence: {result.report['confidence']}")
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """While sampling, SIGTERM (a scheduler's preemption, ``kill``) stops the run as Ctrl-C does, so
+    the finished batches are written instead of lost."""
+    def stop(signum: int, frame: Any) -> None:
+        raise Terminated("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _save_interrupted(model: Any, stop: SamplingInterrupted, out: Path, save: dict[str, Any]) -> int:
+    """Write the finished designs of a stopped run; exit 130 (Ctrl-C), 143 (SIGTERM) or, after an error, raise it."""
+    cause = stop.__cause__
+    if stop.result is not None and len(stop.result):
+        folder = model.save(stop.result, out, status=f"interrupted: {stop}", **save)
+        print(f"{stop}; the {len(stop.result)} finished designs are in {folder} (run.json: status interrupted)",
+              file=sys.stderr)
+    else:
+        print(f"{stop}; no run folder was written", file=sys.stderr)
+    if isinstance(cause, Terminated):
+        return 143
+    if isinstance(cause, KeyboardInterrupt):
+        return 130
+    if isinstance(cause, MultiflowError):
+        print(f"error: {cause}", file=sys.stderr)
+        return 2
+    raise cause if cause is not None else stop
 
 
 def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:

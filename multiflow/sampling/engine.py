@@ -9,6 +9,7 @@ coordinate convention and tasks.py for the definition of ``score``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -19,7 +20,7 @@ from torch import Tensor
 
 from multiflow.constants import MASK_TOKEN, NUM_AA, UNK_TOKEN
 from multiflow.data.batch import ChainExample, collate
-from multiflow.errors import ConfigError
+from multiflow.errors import ConfigError, SamplingInterrupted, Terminated
 from multiflow.flows.euclidean import from_flow_units
 from multiflow.geometry.backbone import frames_to_backbone
 from multiflow.geometry.rigid import Rigid
@@ -109,14 +110,40 @@ def run_problems(loaded: Any, solver_config: SolverConfig, problems: Sequence[Pr
     groups = plan_batches([p.length for p in problems], max_tokens, batch_size)
     out: list[Sample | None] = [None] * len(problems)
     bias_t = None if bias is None else torch.as_tensor(bias, dtype=torch.float32, device=device)
-    for k, group in enumerate(groups):
-        chunk = [problems[i] for i in group]
-        for i, sample in zip(group, _run_batch(loaded, solver, chunk, generator, bias_t, save_trajectory,
-                                               max(1, trajectory_stride))):
-            out[i] = sample
-        if on_batch is not None:
-            on_batch(k + 1, len(groups))
+    done = 0
+    try:
+        for k, group in enumerate(groups):
+            chunk = [problems[i] for i in group]
+            for i, sample in zip(group, _run_batch(loaded, solver, chunk, generator, bias_t, save_trajectory,
+                                                   max(1, trajectory_stride))):
+                out[i] = sample
+            done += len(group)
+            if on_batch is not None:
+                on_batch(k + 1, len(groups))
+    except (KeyboardInterrupt, Exception) as err:
+        if done == 0 or isinstance(err, SamplingInterrupted):
+            raise
+        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+        raise SamplingInterrupted(str(err) if isinstance(err, Terminated) else reason, done, len(problems),
+                                  samples=out) from err
     return out  # type: ignore[return-value]
+
+
+def finish_problems(run: Callable[[], list[Sample]], build: Callable[[list[Sample | None]], Any]) -> Any:
+    """``build(run())``. When the run stops part-way, ``build`` gets the finished samples (``None``
+    for the others) and the :class:`SamplingInterrupted` from :func:`run_problems` is raised again,
+    now carrying that result."""
+    try:
+        samples = run()
+    except SamplingInterrupted as stop:
+        if stop.samples is not None and stop.result is None:
+            try:
+                stop.result = build(stop.samples)
+            except Exception as err:  # noqa: BLE001  (the stop, not this, is the error to report)
+                logging.getLogger(__name__).warning("the %d finished designs could not be assembled: %s",
+                                                    stop.done, err)
+        raise
+    return build(samples)
 
 
 def _pad(arrays: Sequence[np.ndarray], n: int, device: torch.device) -> Tensor:

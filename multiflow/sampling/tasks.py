@@ -39,7 +39,8 @@ from multiflow.sampling.assembly import (
 )
 from multiflow.sampling.contigs import ContigLayout, parse_contigs, resolve_motifs, sample_layout
 from multiflow.sampling.engine import (  # noqa: F401  (re-exported: the engine's records are part of the task API)
-    BatchCallback, GuidedModel, Problem, Sample, model_device, plan_batches, run_problems, sequence_nll,
+    BatchCallback, GuidedModel, Problem, Sample, finish_problems, model_device, plan_batches, run_problems,
+    sequence_nll,
 )
 from multiflow.sampling.inputs import (
     check_length, parse_bias, parse_length_range, parse_lengths, parse_partial, safe_name, split_chains, tokens_for,
@@ -57,6 +58,11 @@ def _common(kw: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {unknown}; engine options are {list(keys)}")
     return dict(kw)
+
+
+def _finished(problems: Sequence[Problem], samples: Sequence[Sample | None], meta: Sequence[Any]):
+    """(problem, sample, meta) of the problems that have a sample (all, unless sampling stopped part-way)."""
+    return [(p, s, m) for p, s, m in zip(problems, samples, meta) if s is not None]
 
 
 def _confidence_metrics(sample: Sample) -> dict[str, Any]:
@@ -100,14 +106,17 @@ def codesign(loaded: Any, solver_config: SolverConfig, lengths: int | str | Sequ
             k = counts[len(tokens)] = counts.get(len(tokens), -1) + 1
             problems.append(problem)
             meta.append((chain_lengths, f"{name}_{len(tokens)}_{k}"))
-    samples = run_problems(loaded, solver_config, problems, seed=seed, **_common(engine))
-    designs = []
-    for problem, sample, (chain_lengths, design_name) in zip(problems, samples, meta):
-        metrics = {"length": problem.length, "score": round(sample.score, 4), **_confidence_metrics(sample)}
-        asm = fresh_assembly(chain_lengths)
-        designs.append(_design(sample, asm, design_name, "codesign", metrics, problem.designed))
-    report = {"partial_sequence": partial_sequence, "lengths": sorted({p.length for p in problems})}
-    return DesignSet("codesign", tuple(designs), report=report)
+
+    def build(samples: list[Sample | None]) -> DesignSet:
+        designs = []
+        for problem, sample, (chain_lengths, design_name) in _finished(problems, samples, meta):
+            metrics = {"length": problem.length, "score": round(sample.score, 4), **_confidence_metrics(sample)}
+            asm = fresh_assembly(chain_lengths)
+            designs.append(_design(sample, asm, design_name, "codesign", metrics, problem.designed))
+        report = {"partial_sequence": partial_sequence, "lengths": sorted({p.length for p in problems})}
+        return DesignSet("codesign", tuple(designs), report=report)
+
+    return finish_problems(lambda: run_problems(loaded, solver_config, problems, seed=seed, **_common(engine)), build)
 
 
 # --- forward folding --------------------------------------------------------------------------------
@@ -133,15 +142,18 @@ def fold(loaded: Any, solver_config: SolverConfig, sequences: str | Sequence[str
         for k in range(num_samples):
             problems.append(problem)
             meta.append(([len(p) for p in parts], name if num_samples == 1 else f"{name}_{k}"))
-    samples = run_problems(loaded, solver_config, problems, seed=seed, **_common(engine))
-    designs = []
-    for problem, sample, (chain_lengths, name) in zip(problems, samples, meta):
-        metrics = {"length": problem.length, "score": round(sample.score, 4), **_confidence_metrics(sample)}
-        designs.append(_design(sample, fresh_assembly(chain_lengths), name, "fold", metrics, problem.designed))
-    has_conf = samples[0].confidence is not None
-    report = {"confidence": "model confidence x 100 in the B-factor column" if has_conf else
-              "not available (the model has no confidence head): B-factors are 0 and mean_plddt is empty"}
-    return DesignSet("fold", tuple(designs), report=report)
+
+    def build(samples: list[Sample | None]) -> DesignSet:
+        designs = []
+        for problem, sample, (chain_lengths, name) in _finished(problems, samples, meta):
+            metrics = {"length": problem.length, "score": round(sample.score, 4), **_confidence_metrics(sample)}
+            designs.append(_design(sample, fresh_assembly(chain_lengths), name, "fold", metrics, problem.designed))
+        has_conf = any(x is not None and x.confidence is not None for x in samples)
+        report = {"confidence": "model confidence x 100 in the B-factor column" if has_conf else
+                  "not available (the model has no confidence head): B-factors are 0 and mean_plddt is empty"}
+        return DesignSet("fold", tuple(designs), report=report)
+
+    return finish_problems(lambda: run_problems(loaded, solver_config, problems, seed=seed, **_common(engine)), build)
 
 
 # --- inverse folding ----------------------------------------------------------------------------------
@@ -168,23 +180,28 @@ def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[Prot
     problem, asm = _inverse_problem(chains, sel, present, name, allow_long)
     aatype, designed = problem.example.aatype, problem.designed
     problems = [problem] * (num_sequences or number_of_batches * batch_size)
-    samples = run_problems(loaded, solver_config, problems, seed=seed, bias=bias, batch_size=batch_size,
-                           **_common(engine))
     native_known = designed & (aatype != UNK_TOKEN)
-    native_score = _native_score(loaded, problem, solver_config.min_t)
-    designs = []
-    for i, sample in enumerate(samples):
-        rec = float((sample.aatype[native_known] == aatype[native_known]).mean()) if native_known.any() else None
-        metrics = {"id": i + 1, "batch": i // batch_size + 1, "score": round(sample.score, 4),
-                   "seq_rec": None if rec is None else round(rec, 4), "designed": int(designed.sum()),
-                   **_confidence_metrics(sample)}
-        designs.append(_design(sample, asm, f"{name}_{i + 1}", "inverse_fold", metrics, designed))
-    native_chains = tuple(chains[k].select(sel.kept[k]) for k in present)
-    native = Design(name=name, chains=native_chains, task="native", metrics={"score": round(native_score, 4)},
-                    designed=designed.copy())
-    biases = None if bias is None else {a: float(b) for a, b in zip(RESTYPES, bias) if b}
-    report = {"target": name, **sel.report, "bias_AA": biases}
-    return DesignSet("inverse_fold", tuple(designs), native=native, report=report)
+
+    def build(samples: list[Sample | None]) -> DesignSet:
+        native_score = _native_score(loaded, problem, solver_config.min_t)
+        designs = []
+        for i, sample in enumerate(samples):
+            if sample is None:
+                continue
+            rec = float((sample.aatype[native_known] == aatype[native_known]).mean()) if native_known.any() else None
+            metrics = {"id": i + 1, "batch": i // batch_size + 1, "score": round(sample.score, 4),
+                       "seq_rec": None if rec is None else round(rec, 4), "designed": int(designed.sum()),
+                       **_confidence_metrics(sample)}
+            designs.append(_design(sample, asm, f"{name}_{i + 1}", "inverse_fold", metrics, designed))
+        native_chains = tuple(chains[k].select(sel.kept[k]) for k in present)
+        native = Design(name=name, chains=native_chains, task="native", metrics={"score": round(native_score, 4)},
+                        designed=designed.copy())
+        biases = None if bias is None else {a: float(b) for a, b in zip(RESTYPES, bias) if b}
+        report = {"target": name, **sel.report, "bias_AA": biases}
+        return DesignSet("inverse_fold", tuple(designs), native=native, report=report)
+
+    return finish_problems(lambda: run_problems(loaded, solver_config, problems, seed=seed, bias=bias,
+                                                batch_size=batch_size, **_common(engine)), build)
 
 
 def _inverse_problem(chains: Sequence[ProteinChain], sel: InverseSelection, present: Sequence[int], name: str,
@@ -241,20 +258,27 @@ def scaffold(loaded: Any, solver_config: SolverConfig, chains: Sequence[ProteinC
     for layout in layouts:
         check_length(layout.length, f"contig {spec.text!r}", allow_long)
     built = [_scaffold_problem(layout, chains, keep_motif_sequence, name) for layout in layouts]
-    samples = run_problems(loaded, solver_config, [b[0] for b in built], seed=seed, **_common(engine))
-    designs = []
-    for d, (layout, (problem, asm), sample) in enumerate(zip(layouts, built, samples)):
-        motif = problem.fixed_structure
-        ca_rmsd, bb_rmsd = motif_rmsd(sample, asm, motif)
-        metrics = {"length": layout.length, "contig": layout.describe(), "motif_ca_rmsd": round(ca_rmsd, 4),
-                   "motif_bb_rmsd": round(bb_rmsd, 4), "score": round(sample.score, 4), **_confidence_metrics(sample)}
-        designs.append(_design(sample, asm, f"{name}_{d}", "scaffold", metrics, problem.designed, motif))
+
+    def build(samples: list[Sample | None]) -> DesignSet:
+        designs = []
+        for d, (layout, (problem, asm), sample) in enumerate(zip(layouts, built, samples)):
+            if sample is None:
+                continue
+            motif = problem.fixed_structure
+            ca_rmsd, bb_rmsd = motif_rmsd(sample, asm, motif)
+            metrics = {"length": layout.length, "contig": layout.describe(), "motif_ca_rmsd": round(ca_rmsd, 4),
+                       "motif_bb_rmsd": round(bb_rmsd, 4), "score": round(sample.score, 4),
+                       **_confidence_metrics(sample)}
+            designs.append(_design(sample, asm, f"{name}_{d}", "scaffold", metrics, problem.designed, motif))
+        return DesignSet("scaffold", tuple(designs), report=report)
+
     report = {"target": name, "contigs": spec.text,
               "motif_residues": {k: [r.label for r in v] for k, v in motifs.items()},
               "keep_motif_sequence": keep_motif_sequence,
               "motif_rmsd": "model backbone (frames -> N, CA, C) vs the input motif after superposition on the "
                             "motif; the written PDB carries the input's own motif atoms"}
-    return DesignSet("scaffold", tuple(designs), report=report)
+    return finish_problems(lambda: run_problems(loaded, solver_config, [b[0] for b in built], seed=seed,
+                                                **_common(engine)), build)
 
 
 def _scaffold_problem(layout: ContigLayout, chains: Sequence[ProteinChain], keep_seq: bool,

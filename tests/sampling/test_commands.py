@@ -126,3 +126,61 @@ def test_existing_out_folder_is_not_clobbered(tmp_path, tiny_checkpoint, capsys)
     (out / "keep.txt").write_text("mine")
     code = run_subcommand("sample", ["--lengths", "5", "--checkpoint", str(tiny_checkpoint), "--out_folder", str(out)])
     assert code == 2 and "--overwrite" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+
+
+def _signal_at_batch(monkeypatch, k, action):
+    import multiflow.sampling.engine as engine
+
+    real, calls = engine._run_batch, []
+
+    def batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == k:
+            action()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_run_batch", batch)
+
+
+def _raise(exc):
+    def action():
+        raise exc
+    return action
+
+
+def _sigterm_self():
+    """A real SIGTERM to this process: the command's handler turns it into a stop at the next bytecode."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize("action, code", [(_raise(KeyboardInterrupt()), 130), (_sigterm_self, 143)])
+def test_interrupted_run_writes_the_finished_batches(action, code, tmp_path, tiny_checkpoint, monkeypatch, capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    _signal_at_batch(monkeypatch, 2, action)
+    out = tmp_path / "run"
+    got = run_subcommand("sample", ["--lengths", "8-10:2", "--num_samples", "2", "--checkpoint", str(tiny_checkpoint),
+                                    "--out_folder", str(out), "--seed", "3", "num_steps=4", "max_tokens=20"])
+    err = capsys.readouterr().err
+    assert got == code, err
+    assert "after 2 of 4 designs" in err and str(out) in err
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"].startswith("interrupted: sampling stopped after 2 of 4 designs") and info["num_designs"] == 2
+    assert [r["length"] for r in csv.DictReader((out / "designs.csv").open())] == ["8", "8"]
+    assert len(read_fasta(out / "seqs" / "codesign.fa")) == 2 and (out / "DONE").is_file()
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is only there while sampling
+
+
+def test_a_run_that_fails_part_way_keeps_its_finished_designs_then_raises(tmp_path, tiny_checkpoint, monkeypatch,
+                                                                         capsys):
+    _signal_at_batch(monkeypatch, 2, _raise(RuntimeError("out of memory in batch 2")))
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="out of memory in batch 2"):
+        run_subcommand("sample", ["--lengths", "8-10:2", "--num_samples", "2", "--checkpoint", str(tiny_checkpoint),
+                                  "--out_folder", str(out), "--seed", "3", "num_steps=4", "max_tokens=20"])
+    info = json.loads((out / "run.json").read_text())
+    assert "RuntimeError: out of memory in batch 2" in info["status"] and info["num_designs"] == 2
