@@ -34,3 +34,25 @@ def write_processed(root, lengths, split="train"):
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+
+
+def at_sampling_batch(monkeypatch, k, action):
+    """Run ``action()`` (raise, send a signal...) when the sampling engine starts its k-th batch (1-based)."""
+    import multiflow.sampling.engine as engine
+
+    real, calls = engine._run_batch, []
+
+    def batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == k:
+            action()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_run_batch", batch)
+
+
+def raising(exc):
+    """An action for :func:`at_sampling_batch` that raises ``exc``."""
+    def action():
+        raise exc
+    return action

@@ -14,6 +14,7 @@ from multiflow import __version__
 from multiflow.data.io import read_fasta, read_structure
 from multiflow.errors import ConfigError, MissingWeightsError, SamplingInterrupted
 from multiflow.sampling.outputs import Design, DesignSet, check_out_folder
+from tests.helpers import at_sampling_batch, raising
 
 
 def test_missing_default_weights_say_where_to_put_them(monkeypatch, tmp_path):
@@ -163,27 +164,12 @@ def test_recycles_reach_the_solver(design_model, toy_pdb, monkeypatch):
         api.SamplingSettings.from_config(["recycles=-1"])
 
 
-def _stop_at_batch(monkeypatch, k, exc):
-    """Make the engine's k-th batch (1-based) raise ``exc`` instead of sampling."""
-    import multiflow.sampling.engine as engine
-
-    real, calls = engine._run_batch, []
-
-    def batch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == k:
-            raise exc
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "_run_batch", batch)
-
-
 @pytest.mark.parametrize("exc, reason", [(KeyboardInterrupt(), "interrupted"),
                                          (RuntimeError("boom"), "RuntimeError: boom")])
 def test_a_stopped_run_hands_back_the_finished_designs(design_model, toy_pdb, monkeypatch, exc, reason):
     # lengths 8, 8, 10, 10 in batches of <= 20 residues: two batches of two designs
     full = design_model.generate([8, 10], num_samples=2, seed=3, max_tokens=20)
-    _stop_at_batch(monkeypatch, 2, exc)
+    at_sampling_batch(monkeypatch, 2, raising(exc))
     with pytest.raises(SamplingInterrupted, match="after 2 of 4 designs") as info:
         design_model.generate([8, 10], num_samples=2, seed=3, max_tokens=20)
     stop = info.value
@@ -193,7 +179,7 @@ def test_a_stopped_run_hands_back_the_finished_designs(design_model, toy_pdb, mo
     assert [d.sequence for d in stop.result] == [d.sequence for d in full][:2]
     assert stop.result.settings["seed"] == 3 and stop.result.settings["max_tokens"] == 20
     # inverse folding keeps its native record and numbering of the finished sequences
-    _stop_at_batch(monkeypatch, 2, exc)
+    at_sampling_batch(monkeypatch, 2, raising(exc))
     with pytest.raises(SamplingInterrupted) as info:
         design_model.inverse_fold(toy_pdb, chains_to_design="A", batch_size=2, number_of_batches=3, seed=1)
     result = info.value.result
@@ -201,6 +187,6 @@ def test_a_stopped_run_hands_back_the_finished_designs(design_model, toy_pdb, mo
 
 
 def test_a_run_stopped_in_its_first_batch_raises_the_interruption_itself(design_model, monkeypatch):
-    _stop_at_batch(monkeypatch, 1, KeyboardInterrupt())
+    at_sampling_batch(monkeypatch, 1, raising(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         design_model.generate([8, 10], num_samples=2, seed=3, max_tokens=20)

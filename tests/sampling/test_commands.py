@@ -10,6 +10,7 @@ import pytest
 from multiflow import cli
 from multiflow.data.io import read_fasta, read_structure
 from multiflow.sampling.commands import NAMES, run_subcommand
+from tests.helpers import at_sampling_batch, raising
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -128,26 +129,6 @@ def test_existing_out_folder_is_not_clobbered(tmp_path, tiny_checkpoint, capsys)
     assert code == 2 and "--overwrite" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
 
 
-def _signal_at_batch(monkeypatch, k, action):
-    import multiflow.sampling.engine as engine
-
-    real, calls = engine._run_batch, []
-
-    def batch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == k:
-            action()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "_run_batch", batch)
-
-
-def _raise(exc):
-    def action():
-        raise exc
-    return action
-
-
 def _sigterm_self():
     """A real SIGTERM to this process: the command's handler turns it into a stop at the next bytecode."""
     import os
@@ -156,12 +137,12 @@ def _sigterm_self():
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-@pytest.mark.parametrize("action, code", [(_raise(KeyboardInterrupt()), 130), (_sigterm_self, 143)])
+@pytest.mark.parametrize("action, code", [(raising(KeyboardInterrupt()), 130), (_sigterm_self, 143)])
 def test_interrupted_run_writes_the_finished_batches(action, code, tmp_path, tiny_checkpoint, monkeypatch, capsys):
     import signal
 
     before = signal.getsignal(signal.SIGTERM)
-    _signal_at_batch(monkeypatch, 2, action)
+    at_sampling_batch(monkeypatch, 2, action)
     out = tmp_path / "run"
     got = run_subcommand("sample", ["--lengths", "8-10:2", "--num_samples", "2", "--checkpoint", str(tiny_checkpoint),
                                     "--out_folder", str(out), "--seed", "3", "num_steps=4", "max_tokens=20"])
@@ -177,7 +158,7 @@ def test_interrupted_run_writes_the_finished_batches(action, code, tmp_path, tin
 
 def test_a_run_that_fails_part_way_keeps_its_finished_designs_then_raises(tmp_path, tiny_checkpoint, monkeypatch,
                                                                          capsys):
-    _signal_at_batch(monkeypatch, 2, _raise(RuntimeError("out of memory in batch 2")))
+    at_sampling_batch(monkeypatch, 2, raising(RuntimeError("out of memory in batch 2")))
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="out of memory in batch 2"):
         run_subcommand("sample", ["--lengths", "8-10:2", "--num_samples", "2", "--checkpoint", str(tiny_checkpoint),
