@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from multiflow.data.chain import ProteinChain
-from multiflow.errors import ConfigError, MissingWeightsError, SamplingInterrupted
+from multiflow.errors import PARTIAL_RUN_STOPS, ConfigError, MissingWeightsError
 from multiflow.sampling.outputs import Design, DesignSet, model_label, write_run
 from multiflow.sampling.solver import SolverConfig
 
@@ -229,7 +229,7 @@ class DesignModel:
         solver = engine.pop("solver")
         try:
             result = call(self.loaded, solver, seed=seed, **engine)
-        except SamplingInterrupted as stop:  # stop.result: the finished designs, with their settings too
+        except PARTIAL_RUN_STOPS as stop:  # stop.result: the finished designs, with their settings too
             if stop.result is not None:
                 stop.result = self._finish(stop.result, settings, seed, inputs, started)
             raise
@@ -298,7 +298,7 @@ class DesignModel:
         """Write a run folder (structures, FASTA, designs.csv, run.json, viewer.html) for ``result``.
 
         ``status`` goes to run.json: "complete", or what stopped a run whose finished designs these
-        are (``SamplingInterrupted.result``)."""
+        are (``SamplingInterrupted.result``, ``SamplingFailed.result``)."""
         settings = dict(result.settings)
         run_info = {
             "status": status, "command": command if command is not None else list(sys.argv),

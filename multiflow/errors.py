@@ -40,19 +40,31 @@ class Terminated(KeyboardInterrupt):
     """Raised by the command-line tools' SIGTERM handler, so a terminated run stops as Ctrl-C stops it."""
 
 
-class SamplingInterrupted(MultiflowError):
-    """Sampling stopped (Ctrl-C, SIGTERM or an error) after some batches had finished.
+class _PartialRun:
+    """What a sampling run that stopped after some batches hands back.
 
-    ``result`` holds the designs of the finished batches (a ``DesignSet``, or ``None`` while the
-    engine is still handing them up), ``done`` / ``total`` count designs, ``reason`` says why it
-    stopped; ``__cause__`` is the interruption or error itself. The command-line tools write
-    ``result`` as a run folder whose run.json says ``"status": "interrupted: ..."``.
+    ``result`` holds the designs of the finished batches (a ``DesignSet``, or ``None`` if they could
+    not be assembled), ``done`` / ``total`` count designs, ``reason`` says why it stopped, and
+    ``__cause__`` is the interruption or error itself. The command-line tools write ``result`` as a
+    run folder whose run.json says ``"status": "interrupted: ..."``.
     """
 
     def __init__(self, reason: str, done: int, total: int, samples: list | None = None, result=None) -> None:
         super().__init__(f"sampling stopped after {done} of {total} designs ({reason})")
         self.reason, self.done, self.total = reason, done, total
         self.samples, self.result = samples, result
+
+
+class SamplingInterrupted(_PartialRun, KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped sampling after some batches. A ``KeyboardInterrupt``, so code that
+    stops on Ctrl-C still stops (``except Exception`` does not swallow it)."""
+
+
+class SamplingFailed(_PartialRun, MultiflowError):
+    """An error stopped sampling after some batches (``__cause__`` is the error)."""
+
+
+PARTIAL_RUN_STOPS = (SamplingInterrupted, SamplingFailed)
 
 
 def run_command(body: Callable[[], int], interrupted: str) -> int:

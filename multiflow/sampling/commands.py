@@ -28,7 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from multiflow.errors import ConfigError, MultiflowError, SamplingInterrupted, Terminated, run_command
+from multiflow.errors import (
+    PARTIAL_RUN_STOPS, ConfigError, MultiflowError, SamplingFailed, SamplingInterrupted, Terminated, run_command,
+)
 
 NAMES = ("sample", "inverse-fold", "fold", "scaffold")
 _DESCRIPTIONS = {
@@ -161,7 +163,7 @@ def _run(name: str, args: argparse.Namespace, argv: list[str]) -> int:
     try:
         with _Progress(name) as progress, _sigterm_stops():
             result = _CALLS[name](model, task_inputs, {**common, "on_batch": progress.update}, args)
-    except SamplingInterrupted as stop:  # keep the batches that finished
+    except PARTIAL_RUN_STOPS as stop:  # keep the batches that finished
         return _save_interrupted(model, stop, out, save)
     folder = model.save(result, out, **save)
     _print_summary(result, folder)
@@ -188,7 +190,8 @@ def _sigterm_stops() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _save_interrupted(model: Any, stop: SamplingInterrupted, out: Path, save: dict[str, Any]) -> int:
+def _save_interrupted(model: Any, stop: SamplingInterrupted | SamplingFailed, out: Path,
+                      save: dict[str, Any]) -> int:
     """Write the finished designs of a stopped run; exit 130 (Ctrl-C), 143 (SIGTERM) or, after an error, raise it."""
     cause = stop.__cause__
     if stop.result is not None and len(stop.result):

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from multiflow.constants import MASK_TOKEN, NUM_AA, UNK_TOKEN
 from multiflow.data.batch import ChainExample, collate
-from multiflow.errors import ConfigError, SamplingInterrupted, Terminated
+from multiflow.errors import PARTIAL_RUN_STOPS, ConfigError, SamplingFailed, SamplingInterrupted, Terminated
 from multiflow.flows.euclidean import from_flow_units
 from multiflow.geometry.backbone import frames_to_backbone
 from multiflow.geometry.rigid import Rigid
@@ -120,22 +120,25 @@ def run_problems(loaded: Any, solver_config: SolverConfig, problems: Sequence[Pr
             done += len(group)
             if on_batch is not None:
                 on_batch(k + 1, len(groups))
-    except (KeyboardInterrupt, Exception) as err:
-        if done == 0 or isinstance(err, SamplingInterrupted):
+    except KeyboardInterrupt as err:
+        if done == 0:
             raise
-        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
-        raise SamplingInterrupted(str(err) if isinstance(err, Terminated) else reason, done, len(problems),
-                                  samples=out) from err
+        reason = str(err) if isinstance(err, Terminated) else "interrupted"
+        raise SamplingInterrupted(reason, done, len(problems), samples=out) from err
+    except Exception as err:
+        if done == 0:
+            raise
+        raise SamplingFailed(f"{type(err).__name__}: {err}", done, len(problems), samples=out) from err
     return out  # type: ignore[return-value]
 
 
 def finish_problems(run: Callable[[], list[Sample]], build: Callable[[list[Sample | None]], Any]) -> Any:
     """``build(run())``. When the run stops part-way, ``build`` gets the finished samples (``None``
-    for the others) and the :class:`SamplingInterrupted` from :func:`run_problems` is raised again,
-    now carrying that result."""
+    for the others) and the :class:`SamplingInterrupted` / :class:`SamplingFailed` from
+    :func:`run_problems` is raised again, now carrying that result."""
     try:
         samples = run()
-    except SamplingInterrupted as stop:
+    except PARTIAL_RUN_STOPS as stop:
         if stop.samples is not None and stop.result is None:
             try:
                 stop.result = build(stop.samples)

@@ -12,7 +12,7 @@ import yaml
 import multiflow.api as api
 from multiflow import __version__
 from multiflow.data.io import read_fasta, read_structure
-from multiflow.errors import ConfigError, MissingWeightsError, SamplingInterrupted
+from multiflow.errors import ConfigError, MissingWeightsError, SamplingFailed, SamplingInterrupted
 from multiflow.sampling.outputs import Design, DesignSet, check_out_folder
 from tests.helpers import at_sampling_batch, raising
 
@@ -164,13 +164,13 @@ def test_recycles_reach_the_solver(design_model, toy_pdb, monkeypatch):
         api.SamplingSettings.from_config(["recycles=-1"])
 
 
-@pytest.mark.parametrize("exc, reason", [(KeyboardInterrupt(), "interrupted"),
-                                         (RuntimeError("boom"), "RuntimeError: boom")])
-def test_a_stopped_run_hands_back_the_finished_designs(design_model, toy_pdb, monkeypatch, exc, reason):
+@pytest.mark.parametrize("exc, stop_type, reason", [(KeyboardInterrupt(), SamplingInterrupted, "interrupted"),
+                                                    (RuntimeError("boom"), SamplingFailed, "RuntimeError: boom")])
+def test_a_stopped_run_hands_back_the_finished_designs(design_model, toy_pdb, monkeypatch, exc, stop_type, reason):
     # lengths 8, 8, 10, 10 in batches of <= 20 residues: two batches of two designs
     full = design_model.generate([8, 10], num_samples=2, seed=3, max_tokens=20)
     at_sampling_batch(monkeypatch, 2, raising(exc))
-    with pytest.raises(SamplingInterrupted, match="after 2 of 4 designs") as info:
+    with pytest.raises(stop_type, match="after 2 of 4 designs") as info:
         design_model.generate([8, 10], num_samples=2, seed=3, max_tokens=20)
     stop = info.value
     assert stop.__cause__ is exc and stop.reason == reason and (stop.done, stop.total) == (2, 4)
@@ -180,10 +180,21 @@ def test_a_stopped_run_hands_back_the_finished_designs(design_model, toy_pdb, mo
     assert stop.result.settings["seed"] == 3 and stop.result.settings["max_tokens"] == 20
     # inverse folding keeps its native record and numbering of the finished sequences
     at_sampling_batch(monkeypatch, 2, raising(exc))
-    with pytest.raises(SamplingInterrupted) as info:
+    with pytest.raises(stop_type) as info:
         design_model.inverse_fold(toy_pdb, chains_to_design="A", batch_size=2, number_of_batches=3, seed=1)
     result = info.value.result
     assert [d.metrics["id"] for d in result] == [1, 2] and result.native is not None and info.value.total == 6
+
+
+def test_an_interrupted_run_still_stops_code_that_catches_errors(design_model, monkeypatch):
+    # the evaluation loop records a design's errors with `except Exception` and goes on; Ctrl-C must
+    # still stop it, as it did before sampling handed back finished designs
+    at_sampling_batch(monkeypatch, 2, raising(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            design_model.generate([8, 10], num_samples=2, seed=3, max_tokens=20)
+        except Exception:  # noqa: BLE001
+            pytest.fail("an interruption was caught as an error")
 
 
 def test_a_run_stopped_in_its_first_batch_raises_the_interruption_itself(design_model, monkeypatch):
