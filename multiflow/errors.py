@@ -76,9 +76,19 @@ def run_command(body: Callable[[], int], interrupted: str) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # unreadable input, unwritable output
-        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"error: {describe_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for a user: an OSError as ``<file>: <reason>``, our own errors as their message,
+    anything else with its type name (it is likely a bug worth reporting)."""
+    if isinstance(err, OSError):
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        return f"{where}{err.strerror or err}"
+    if isinstance(err, MultiflowError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"

@@ -89,7 +89,14 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def _inverse_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pdb_path", type=Path, required=True, help="input PDB or mmCIF file (.gz allowed)")
+    p.add_argument("--pdb_path", type=Path, default=None, help="input PDB or mmCIF file (.gz allowed)")
+    p.add_argument("--pdb_path_multi", type=Path, default=None,
+                   help="many structures: a JSON object/list of paths (LigandMPNN style) or a text file, one "
+                        "per line; each target gets its own run folder inside --out_folder, plus targets.csv")
+    p.add_argument("--fixed_residues_multi", type=Path, default=None,
+                   help='with --pdb_path_multi: JSON {"<path or name>": "A12 A13"} (others use --fixed_residues)')
+    p.add_argument("--redesigned_residues_multi", type=Path, default=None,
+                   help='with --pdb_path_multi: JSON {"<path or name>": "A12 A13"} (others use --redesigned_residues)')
     p.add_argument("--chains_to_design", default=None, help="e.g. 'A,B' (default: every chain); others stay fixed")
     p.add_argument("--fixed_residues", default=None, help="residues kept, e.g. 'A12 A13 B42C' (exact labels)")
     p.add_argument("--redesigned_residues", default=None, help="residues designed; everything else is kept")
@@ -153,13 +160,20 @@ def _run(name: str, args: argparse.Namespace, argv: list[str]) -> int:
     check_out_folder(out, args.overwrite)
     check_device(args.device)
     overrides = _settings_overrides(args)
-    task_inputs = _TASK_INPUTS[name](args)  # validate cheap inputs before loading weights
+    multi = _multi_targets(name, args)
+    task_inputs = _TASK_INPUTS[name](args) if multi is None else {}  # validate cheap inputs before loading weights
     model = load_model(args.checkpoint, args.device)
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     print(f"model {model.model_label} on {model.device}; seed {seed}; run folder {out}")
     common = {"seed": seed, "allow_long": args.allow_long, "save_trajectory": args.save_trajectory, **overrides}
     save = {"mmcif": args.mmcif, "overwrite": args.overwrite, "viewer": not args.no_viewer,
             "command": ["multiflow", name, *argv]}
+    if multi is not None:
+        from multiflow.sampling.multi_target import run_inverse_multi
+
+        with _sigterm_stops():
+            return run_inverse_multi(multi, args, model, out, save, seed, lambda a: _call_inverse(
+                model, _inverse_inputs(a), dict(common), a))
     try:
         with _Progress(name) as progress, _sigterm_stops():
             result = _CALLS[name](model, task_inputs, {**common, "on_batch": progress.update}, args)
@@ -208,6 +222,21 @@ def _save_interrupted(model: Any, stop: SamplingInterrupted | SamplingFailed, ou
         print(f"error: {cause}", file=sys.stderr)
         return 2
     raise cause if cause is not None else stop
+
+
+def _multi_targets(name: str, args: argparse.Namespace) -> Any:
+    """``MultiTargets`` for ``inverse-fold --pdb_path_multi``, else None (after checking the flags fit)."""
+    if name != "inverse-fold":
+        return None
+    if args.pdb_path_multi is None:
+        if args.pdb_path is None:
+            raise ConfigError("give --pdb_path (one structure) or --pdb_path_multi (a list of them)")
+        if args.fixed_residues_multi is not None or args.redesigned_residues_multi is not None:
+            raise ConfigError("--fixed_residues_multi and --redesigned_residues_multi go with --pdb_path_multi")
+        return None
+    from multiflow.sampling.multi_target import MultiTargets
+
+    return MultiTargets.from_args(args)
 
 
 def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:

@@ -165,3 +165,74 @@ def test_a_run_that_fails_part_way_keeps_its_finished_designs_then_raises(tmp_pa
                                   "--out_folder", str(out), "--seed", "3", "num_steps=4", "max_tokens=20"])
     info = json.loads((out / "run.json").read_text())
     assert "RuntimeError: out of memory in batch 2" in info["status"] and info["num_designs"] == 2
+
+
+def _targets(tmp_path, toy_pdb):
+    """Two good targets, a corrupt file and a missing one, listed LigandMPNN-style in a JSON object."""
+    import shutil
+
+    for name in ("a.pdb", "b.pdb"):
+        shutil.copy(toy_pdb, tmp_path / name)
+    (tmp_path / "corrupt.pdb").write_text("ATOM  garbage\n")
+    paths = [str(tmp_path / n) for n in ("a.pdb", "corrupt.pdb", "missing.pdb", "b.pdb")]
+    (tmp_path / "targets.json").write_text(json.dumps({p: "" for p in paths}))
+    return paths
+
+
+def test_inverse_fold_many_targets_keeps_going_past_bad_ones(tmp_path, tiny_checkpoint, toy_pdb, capsys):
+    paths = _targets(tmp_path, toy_pdb)
+    (tmp_path / "fixed.json").write_text(json.dumps({"a": "A7 A10A"}))  # by target name; b uses --fixed_residues
+    out = tmp_path / "run"
+    code = run_subcommand("inverse-fold", [
+        "--pdb_path_multi", str(tmp_path / "targets.json"), "--fixed_residues_multi", str(tmp_path / "fixed.json"),
+        "--fixed_residues", "A7", "--chains_to_design", "A", "--num_seq_per_target", "2",
+        "--checkpoint", str(tiny_checkpoint), "--out_folder", str(out), "--seed", "3", "num_steps=3"])
+    cap = capsys.readouterr()
+    assert code == 1, cap.err  # two targets failed; the others were designed
+    rows = list(csv.DictReader((out / "targets.csv").open()))
+    assert [(r["target"], r["status"], r["designs"]) for r in rows] == [
+        ("a", "complete", "2"), ("corrupt", "failed", "0"), ("missing", "failed", "0"), ("b", "complete", "2")]
+    assert rows[0]["file"] == paths[0] and rows[0]["mean_seq_rec"] != ""
+    assert "BadStructureError" in rows[1]["error"] and "missing.pdb" in rows[2]["error"]
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete with 2 failed target(s)" and info["num_targets"] == 4
+    assert (out / "DONE").is_file()
+    for name, fixed in (("a", ["A7", "A10A"]), ("b", ["A7"])):  # each target folder is a complete run
+        sub = json.loads((out / name / "run.json").read_text())
+        assert sub["status"] == "complete" and sub["report"]["fixed_residues"] == fixed
+        assert len(read_fasta(out / name / "seqs" / f"{name}.fa")) == 3  # native + 2
+    assert "going on with the next target" in cap.err
+
+
+def test_inverse_fold_many_targets_stopped_keeps_the_finished_ones(tmp_path, tiny_checkpoint, toy_pdb, monkeypatch,
+                                                                  capsys):
+    _targets(tmp_path, toy_pdb)
+    at_sampling_batch(monkeypatch, 4, raising(KeyboardInterrupt()))  # a: batches 1, 2; b: 3, then stopped in 4
+    out = tmp_path / "run"
+    code = run_subcommand("inverse-fold", [
+        "--pdb_path_multi", str(tmp_path / "targets.json"), "--batch_size", "1", "--number_of_batches", "2",
+        "--checkpoint", str(tiny_checkpoint), "--out_folder", str(out), "--seed", "3", "num_steps=3"])
+    assert code == 130, capsys.readouterr().err
+    rows = list(csv.DictReader((out / "targets.csv").open()))
+    assert [(r["target"], r["status"], r["designs"]) for r in rows][::3] == [("a", "complete", "2"),
+                                                                           ("b", "interrupted", "1")]
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted" and not (out / "DONE").exists()
+    assert json.loads((out / "b" / "run.json").read_text())["status"].startswith("interrupted: sampling stopped")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--pdb_path", "x.pdb", "--pdb_path_multi", "t.txt"], "not both"),
+    ([], "give --pdb_path"),
+    (["--pdb_path", "x.pdb", "--fixed_residues_multi", "f.json"], "go with --pdb_path_multi"),
+    (["--pdb_path_multi", "{tmp}/empty.txt"], "lists no structures"),
+    (["--pdb_path_multi", "{tmp}/list.txt", "--fixed_residues_multi", "{tmp}/f.json"], "'zzz' is not one of"),
+])
+def test_inverse_fold_many_targets_bad_flags(argv, match, tmp_path, tiny_checkpoint, capsys):
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    (tmp_path / "list.txt").write_text("# one per line\nsome/a.pdb\n")
+    (tmp_path / "f.json").write_text(json.dumps({"zzz": "A1"}))
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code = run_subcommand("inverse-fold", [*argv, "--checkpoint", str(tiny_checkpoint),
+                                           "--out_folder", str(tmp_path / "run")])
+    assert code == 2 and match in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
