@@ -15,6 +15,9 @@
   untouched.
 
 Python API users can call :func:`tune_process` themselves.
+
+:func:`dataloader_worker_init` is the ``worker_init_fn`` of every DataLoader the package builds:
+worker processes leave SIGTERM and Ctrl-C to the main process (see its docstring).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import signal
 
 # mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -51,3 +55,21 @@ def tune_process() -> None:
     """Apply both settings; call before importing torch."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     tune_allocator()
+
+
+def dataloader_worker_init(worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM and Ctrl-C; the main process handles them.
+
+    A cluster's preemption (SLURM, ``kill -- -PGID``) signals every process of the job. A worker
+    killed by it makes the main process fail with "DataLoader worker ... killed by signal" before
+    Lightning's SIGTERM handling can save the current step (``training.builders.save_on_interrupt``);
+    the main process stops its workers itself when it stops. Then seeds the worker as Lightning would
+    have (``seed_everything(workers=True)``), which Lightning does only for loaders without a
+    ``worker_init_fn``.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if int(os.environ.get("PL_SEED_WORKERS", 0)):
+        from lightning.fabric.utilities.seed import pl_worker_init_function
+
+        pl_worker_init_function(worker_id)

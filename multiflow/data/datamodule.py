@@ -17,8 +17,6 @@ from __future__ import annotations
 import csv
 import logging
 import math
-import os
-import signal
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from multiflow.data.batch import Batch, ChainExample, collate
 from multiflow.constants import NUM_AA
 from multiflow.errors import ConfigError
+from multiflow.runtime import dataloader_worker_init
 
 logger = logging.getLogger(__name__)
 
@@ -230,23 +229,6 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         return math.ceil(len(self._all_batches()) / world)
 
 
-def _worker_init(worker_id: int) -> None:
-    """DataLoader workers leave SIGTERM and Ctrl-C to the main process.
-
-    A cluster's preemption (SLURM, ``kill -- -PGID``) signals every process of the job. A worker
-    killed by it makes the main process fail with "DataLoader worker ... killed by signal" before
-    Lightning's SIGTERM handling can save the current step (``builders._interrupt_saver``); the main
-    process stops its workers itself when it stops. Then seeds the worker as Lightning would have
-    (``seed_everything(workers=True)``), which it does only for loaders without a ``worker_init_fn``.
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if int(os.environ.get("PL_SEED_WORKERS", 0)):
-        from lightning.fabric.utilities.seed import pl_worker_init_function
-
-        pl_worker_init_function(worker_id)
-
-
 class ProteinDataModule(L.LightningDataModule):
     """Train/val loaders over a processed folder. Components get typed arguments, not a cfg."""
 
@@ -289,7 +271,7 @@ class ProteinDataModule(L.LightningDataModule):
         )
         return DataLoader(
             dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, worker_init_fn=_worker_init if self.num_workers else None,
+            persistent_workers=self.num_workers > 0, worker_init_fn=dataloader_worker_init if self.num_workers else None,
         )
 
     def train_dataloader(self) -> DataLoader:

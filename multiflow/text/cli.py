@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from multiflow.errors import ConfigError, MultiflowError
+from multiflow.errors import ConfigError, MultiflowError, describe_error
 
 CONFIG_DIR = Path(os.environ.get("MULTIFLOW_TEXT_CONFIGS", Path(__file__).resolve().parents[2] / "configs" / "text"))
 
@@ -61,10 +61,16 @@ def text_train(cfg: DictConfig) -> Path:
     from multiflow.text.checkpoint import build_meta
     from multiflow.text.model import CausalLM
     from multiflow.text.module import OptimConfig, TextARModule, TextFlowModule, Throughput
+    from multiflow.training.builders import save_on_interrupt
+    from multiflow.training.train import resume_checkpoint
 
     torch.set_num_threads(int(cfg.trainer.num_threads))
     L.seed_everything(int(cfg.seed), verbose=False)
+    if cfg.resume and not cfg.run_dir:
+        raise ConfigError(f"resume={cfg.resume} needs run_dir=<the run's folder> (its config, tokenizer and "
+                          "last.ckpt are read from there)")
     run_dir = Path(cfg.run_dir or Path("runs/text") / time.strftime("%Y%m%d-%H%M%S"))
+    ckpt_path = resume_checkpoint(cfg.resume, run_dir / "last.ckpt")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -96,12 +102,15 @@ def text_train(cfg: DictConfig) -> Path:
         limit_val_batches=tr.limit_val_batches, log_every_n_steps=tr.log_every_n_steps, precision=tr.precision,
         accumulate_grad_batches=tr.accumulate_grad_batches, gradient_clip_val=o["grad_clip"],
         enable_progress_bar=tr.enable_progress_bar, reload_dataloaders_every_n_epochs=1, num_sanity_val_steps=0,
-        logger=CSVLogger(str(run_dir), name="logs", version=""), enable_model_summary=False,
+        # a resumed run logs beside the first one's logs/metrics.csv instead of replacing it
+        logger=CSVLogger(str(run_dir), name="logs", version="" if ckpt_path is None else
+                         f"resumed-{time.strftime('%Y%m%d-%H%M%S')}"), enable_model_summary=False,
         callbacks=[Throughput(every=tr.log_every_n_steps),
                    ModelCheckpoint(dirpath=str(run_dir), save_last=True, save_top_k=0,
-                                   every_n_train_steps=tr.val_check_interval)])
+                                   every_n_train_steps=tr.val_check_interval),
+                   save_on_interrupt(run_dir / "last.ckpt")])
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     wall = time.perf_counter() - t0
     trainer.save_checkpoint(str(run_dir / "last.ckpt"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -223,8 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(OmegaConf.to_yaml(cfg))
             return 0
         {"train": text_train, "sample": text_sample, "eval": text_eval}[args.command](cfg)
-    except MultiflowError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (MultiflowError, OSError) as err:
+        print(f"error: {describe_error(err)}", file=sys.stderr)
         return 2
     return 0
 

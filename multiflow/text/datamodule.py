@@ -10,6 +10,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from multiflow.errors import ConfigError
+from multiflow.runtime import dataloader_worker_init
 from multiflow.text.dataset import SPLITS, CorpusFiles, PackedSequences, load_corpus, tokenize_stream
 from multiflow.text.tokenizer import BPETokenizer, ByteTokenizer, load_tokenizer, save_tokenizer
 
@@ -104,7 +105,8 @@ class TextDataModule(L.LightningDataModule):
         if len(ds) == 0:
             raise ConfigError(f"split {split!r} has no complete sequence of {self.seq_len} tokens")
         return DataLoader(ds, batch_size=self.batch_size, shuffle=shuffle, drop_last=shuffle and len(ds) >= self.batch_size,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          worker_init_fn=dataloader_worker_init if self.num_workers else None)
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch if self.trainer is not None else 0

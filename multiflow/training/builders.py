@@ -61,7 +61,7 @@ def build_datamodule(cfg: DictConfig) -> ProteinDataModule:
     return ProteinDataModule(**data)
 
 
-def _interrupt_saver(path: Path):
+def save_on_interrupt(path: Path):
     """A callback that writes ``path`` (last.ckpt) when Ctrl-C or SIGTERM stops training.
 
     Lightning answers Ctrl-C with ``sys.exit(1)`` and SIGTERM (a cluster's preemption, ``kill``)
@@ -100,7 +100,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path):
             every_n_train_steps=int(trainer_kwargs.get("val_check_interval") or 500),
         ),
         LearningRateMonitor(logging_interval="step"),
-        _interrupt_saver(run_dir / "checkpoints" / "last.ckpt"),
+        save_on_interrupt(run_dir / "checkpoints" / "last.ckpt"),
     ]
     if float(cfg.training.ema_decay) > 0:
         callbacks.append(EMAWeightAveraging(decay=float(cfg.training.ema_decay)))

@@ -32,11 +32,11 @@ def compose_config(config_name: str = "train", overrides: list[str] | None = Non
         return compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=False)
 
 
-def resolve_resume(cfg: DictConfig) -> str | None:
-    """Checkpoint to resume from: ``resume=<path>``, or ``resume=last`` for the run's last checkpoint."""
-    if cfg.resume in (None, ""):
+def resume_checkpoint(resume: str | None, last: Path) -> str | None:
+    """Checkpoint to resume from: ``resume=<path>``, or ``resume=last`` for the run's ``last`` checkpoint."""
+    if resume in (None, ""):
         return None
-    path = Path(cfg.run_dir) / "checkpoints" / "last.ckpt" if cfg.resume == "last" else Path(cfg.resume)
+    path = last if resume == "last" else Path(resume)
     if not path.is_file():
         raise FileNotFoundError(f"cannot resume: checkpoint {path} does not exist")
     return str(path)
@@ -106,7 +106,8 @@ def run(cfg: DictConfig) -> Path:
     if cfg.get("init_from"):
         warm_start(module, cfg.init_from)
     trainer = build_trainer(cfg, run_dir)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resolve_resume(cfg))
+    trainer.fit(module, datamodule=datamodule,
+                ckpt_path=resume_checkpoint(cfg.resume, run_dir / "checkpoints" / "last.ckpt"))
     if trainer.global_step > 0:
         # ModelCheckpoint writes last.ckpt only every val_check_interval steps: a stop by max_time
         # or by max_steps off that interval would otherwise lose the steps since then (Ctrl-C and

@@ -112,3 +112,33 @@ def test_uniform_noise_with_a_time_free_model_is_refused(tmp_path):
                  f"run_dir={tmp_path / 'run'}", "trainer.num_threads=1", "data.fractions=[0.6,0.2,0.2]"]
     with pytest.raises(ConfigError, match="time-conditioned"):
         text_train(compose_config("train", overrides))
+
+
+def test_text_training_resumes_and_keeps_the_steps_of_an_interrupted_run(tmp_path, monkeypatch):
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    (tmp_path / "corpus").mkdir()
+    corpus = _write_corpus(tmp_path / "corpus")
+    run_dir = tmp_path / "run"
+    common = [f"data.source={corpus}", "data.seq_len=32", "data.batch_size=4", "model.d_model=32", "model.n_layers=1",
+              "model.n_heads=2", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
+              "trainer.enable_progress_bar=false", "trainer.num_threads=1", "data.fractions=[0.6,0.2,0.2]",
+              f"run_dir={run_dir}"]
+    real_step = TextFlowModule.training_step
+
+    def preempted(self, batch, batch_idx):  # SIGTERM as Lightning reports it, at step 3 (saves land on 2 and 4)
+        if self.trainer.global_step == 3:
+            raise SIGTERMException()
+        return real_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(TextFlowModule, "training_step", preempted)
+    with pytest.raises(SIGTERMException):
+        text_train(compose_config("train", common + ["trainer.max_steps=8"]))
+    assert torch.load(run_dir / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 3
+    monkeypatch.setattr(TextFlowModule, "training_step", real_step)
+    run = text_train(compose_config("train", common + ["trainer.max_steps=6", "resume=last"]))
+    assert json.loads((run / "summary.json").read_text())["steps"] == 6  # 3 before, 3 after the resume
+    assert (run_dir / "logs" / "metrics.csv").is_file() and len(list((run_dir / "logs").glob("resumed-*"))) == 1
+    with pytest.raises(ConfigError, match="needs run_dir"):
+        text_train(compose_config("train", [*common[:-1], "resume=last"]))
+    assert main(["train", *common[:-1], f"run_dir={tmp_path / 'empty'}", "resume=last"]) == 2  # no last.ckpt
