@@ -150,6 +150,21 @@ class Summary:
         _atomic_write(self.out / "targets.csv", text.getvalue())
 
 
+    def print_table(self, title: str, max_rows: int = 30) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{title} (targets.csv)")
+        for col in ("target", "status", "designs", "mean_seq_rec", "best_score", "error"):
+            table.add_column(col, overflow="fold" if col == "error" else "ellipsis")
+        for row in self.rows[:max_rows]:
+            table.add_row(*("" if row[k] is None else str(row[k]) for k in
+                            ("target", "status", "designs", "mean_seq_rec", "best_score", "error")))
+        if len(self.rows) > max_rows:
+            table.add_row(f"... {len(self.rows) - max_rows} more", "", "", "", "", "")
+        Console().print(table)
+
+
 def _row(target: str, name: str, result: Any, folder: Path | None, status: str, error: str | None) -> dict[str, Any]:
     designs = list(result) if result is not None else []
     recs = [d.metrics.get("seq_rec") for d in designs if d.metrics.get("seq_rec") is not None]
@@ -204,7 +219,7 @@ def run_inverse_multi(multi: MultiTargets, args: argparse.Namespace, model: Any,
     (out / "DONE").write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    print(f"{len(multi.targets) - failed} of {len(multi.targets)} targets designed; summary in {out / 'targets.csv'}")
+    summary.print_table(f"{len(multi.targets) - failed} of {len(multi.targets)} targets designed in {out}")
     if failed:
         print(f"{failed} target(s) failed; targets.csv gives each reason", file=sys.stderr)
         return 1
