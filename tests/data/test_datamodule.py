@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from multiflow.data.datamodule import ProcessedChainDataset, ProteinDataModule, TokenBudgetBatchSampler
 from multiflow.errors import ConfigError
