@@ -84,6 +84,9 @@ def collect_inputs(folder: Path) -> tuple[str, list[Entry], list[dict[str, str]]
     kind = "run" if (folder / "designs.csv").is_file() else "structures"
     items = _listed_items(folder, kind)
     if not items:
+        if (folder / "targets.csv").is_file():  # inverse-fold --pdb_path_multi: one run folder per target
+            raise InputError(f"{folder} holds one inverse-folding run per target (targets.csv); evaluate a "
+                             f"target's folder, e.g. {folder}/<target>")
         what = "designs.csv lists no designs" if kind == "run" else f"no PDB/mmCIF files ({', '.join(PDB_SUFFIXES + CIF_SUFFIXES)}, .gz allowed)"
         raise InputError(f"nothing to evaluate in {folder}: {what}")
     for name, path, csv_sequence in items:

@@ -152,14 +152,17 @@ def test_novelty_shortcut_flags_reach_the_novelty_computation(tmp_path, monkeypa
     assert main([*base, "--novelty_top_k", "0"]) == 2
 
 
-@pytest.mark.parametrize("make", ["empty", "missing"])
+@pytest.mark.parametrize("make", ["empty", "missing", "multi_target"])
 def test_empty_or_missing_folder_exits_2(tmp_path, capsys, make):
     folder = tmp_path / "designs"
-    if make == "empty":
+    if make != "missing":
         folder.mkdir()
+    if make == "multi_target":  # inverse-fold --pdb_path_multi writes a run folder per target
+        (folder / "targets.csv").write_text("target,status\n1abc,complete\n")
     assert main([str(folder), "--inverse_folding_oracle", "none"]) == 2
     err = capsys.readouterr().err
     assert "error:" in err and str(folder) in err
+    assert ("evaluate a target's folder" in err) == (make == "multi_target")
     assert not (folder / "evaluation").exists()
 
 
