@@ -202,6 +202,12 @@ def test_inverse_fold_many_targets_keeps_going_past_bad_ones(tmp_path, tiny_chec
         assert sub["status"] == "complete" and sub["report"]["fixed_residues"] == fixed
         assert len(read_fasta(out / name / "seqs" / f"{name}.fa")) == 3  # native + 2
     assert "going on with the next target" in cap.err
+    # --overwrite replaces the whole multi-target run, and only once the new one is done
+    (tmp_path / "targets.json").write_text(json.dumps([paths[3]]))
+    code = run_subcommand("inverse-fold", ["--pdb_path_multi", str(tmp_path / "targets.json"), "--overwrite",
+                                           "--checkpoint", str(tiny_checkpoint), "--out_folder", str(out), "num_steps=2"])
+    assert code == 0 and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".run")) == []
+    assert [r["target"] for r in csv.DictReader((out / "targets.csv").open())] == ["b"] and not (out / "a").exists()
 
 
 def test_inverse_fold_many_targets_stopped_keeps_the_finished_ones(tmp_path, tiny_checkpoint, toy_pdb, monkeypatch,
