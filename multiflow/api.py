@@ -248,6 +248,8 @@ class DesignModel:
 
     def inverse_fold(self, structure: Any, *, chains_to_design: Any = None, fixed_residues: Any = None,
                      redesigned_residues: Any = None, bias_AA: Any = None, omit_AA: Any = None,  # noqa: N803
+                     bias_AA_per_residue: dict[str, Any] | None = None,  # noqa: N803
+                     omit_AA_per_residue: dict[str, str] | None = None,  # noqa: N803
                      number_of_batches: int = 1, batch_size: int = 1, num_sequences: int | None = None,
                      seed: int | None = None,
                      allow_long: bool = False, save_trajectory: bool = False, on_batch: Any = None,
@@ -259,10 +261,12 @@ class DesignModel:
         inputs = {"structure": str(structure) if isinstance(structure, (str, Path)) else chains[0].name,
                   "chains_to_design": chains_to_design, "fixed_residues": fixed_residues,
                   "redesigned_residues": redesigned_residues, "bias_AA": bias_AA, "omit_AA": omit_AA,
+                  "bias_AA_per_residue": bias_AA_per_residue, "omit_AA_per_residue": omit_AA_per_residue,
                   "number_of_batches": number_of_batches, "batch_size": batch_size, "num_sequences": num_sequences}
         return self._run(seed, settings, inputs, lambda loaded, solver, **kw: inverse_fold(
             loaded, solver, chains, chains_to_design=chains_to_design, fixed_residues=fixed_residues,
             redesigned_residues=redesigned_residues, bias_aa=bias_AA, omit_aa=omit_AA,
+            bias_aa_per_residue=bias_AA_per_residue, omit_aa_per_residue=omit_AA_per_residue,
             number_of_batches=number_of_batches, batch_size=batch_size, num_sequences=num_sequences,
             allow_long=allow_long,
             save_trajectory=save_trajectory, on_batch=on_batch, **kw))

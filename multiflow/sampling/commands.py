@@ -102,6 +102,10 @@ def _inverse_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--redesigned_residues", default=None, help="residues designed; everything else is kept")
     p.add_argument("--bias_AA", default=None, help="logit offsets, e.g. 'A:-1.0,W:0.5'")
     p.add_argument("--omit_AA", default=None, help="amino acids never sampled, e.g. 'CX'")
+    p.add_argument("--bias_AA_per_residue", type=Path, default=None,
+                   help='JSON {"A12": {"G": -0.3, "P": -10}}: logit offsets at designed residues (added to --bias_AA)')
+    p.add_argument("--omit_AA_per_residue", type=Path, default=None,
+                   help='JSON {"A12": "CP"}: amino acids never sampled at those designed residues')
     p.add_argument("--number_of_batches", type=int, default=None, help="batches of --batch_size sequences (default 1)")
     p.add_argument("--batch_size", type=int, default=1, help="sequences per forward pass (default: 1)")
     p.add_argument("--num_seq_per_target", type=int, default=None,
@@ -241,9 +245,9 @@ def _multi_targets(name: str, args: argparse.Namespace) -> Any:
 
 def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:
     from multiflow.data.io import read_structure
-    from multiflow.sampling.inputs import parse_bias
+    from multiflow.sampling.inputs import parse_bias, read_json
     from multiflow.sampling.residues import compress_labels
-    from multiflow.sampling.selection import select_inverse
+    from multiflow.sampling.selection import residue_bias, select_inverse
 
     if args.num_seq_per_target is not None and args.number_of_batches is not None:
         raise ConfigError("give --num_seq_per_target (total) or --number_of_batches (x --batch_size), not both")
@@ -253,7 +257,9 @@ def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"{args.pdb_path} has multi-character chain ids ({', '.join(long_ids[:5])}), which PDB files "
                           "cannot hold; pass --mmcif to write mmCIF")
     sel = select_inverse(chains, args.chains_to_design, args.fixed_residues, args.redesigned_residues)
-    parse_bias(args.bias_AA, args.omit_AA)
+    per_residue = {"bias_AA_per_residue": read_json(args.bias_AA_per_residue, "--bias_AA_per_residue"),
+                   "omit_AA_per_residue": read_json(args.omit_AA_per_residue, "--omit_AA_per_residue")}
+    residue_bias(chains, sel, parse_bias(args.bias_AA, args.omit_AA), *per_residue.values())  # check before loading
     r = sel.report
     print(f"designed chains: {','.join(r['designed_chains']) or '(none)'}   "
           f"context chains (fixed): {','.join(r['fixed_chains']) or '(none)'}")
@@ -261,7 +267,8 @@ def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:
     print(f"fixed residues in designed chains ({len(r['fixed_residues'])}): {compress_labels(r['fixed_residues'])}")
     for note in r["notes"]:
         print(f"note: {note}")
-    return {"chains": chains}
+    return {"chains": chains, **per_residue}
+
 
 
 def _fold_inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -304,6 +311,8 @@ def _call_inverse(model: Any, inp: dict[str, Any], kw: dict[str, Any], a: argpar
         batches = math.ceil(a.num_seq_per_target / max(a.batch_size, 1))
     return model.inverse_fold(inp["chains"], chains_to_design=a.chains_to_design, fixed_residues=a.fixed_residues,
                               redesigned_residues=a.redesigned_residues, bias_AA=a.bias_AA, omit_AA=a.omit_AA,
+                              bias_AA_per_residue=inp["bias_AA_per_residue"],
+                              omit_AA_per_residue=inp["omit_AA_per_residue"],
                               number_of_batches=batches, batch_size=a.batch_size,
                               num_sequences=a.num_seq_per_target, **kw)
 

@@ -56,7 +56,8 @@ class Sample:
 
 # --- the engine ----------------------------------------------------------------------------------
 class GuidedModel:
-    """A flow model whose amino-acid logits get ``bias`` [20] added at ``where`` [B, N] (−inf omits).
+    """A flow model whose amino-acid logits get ``bias`` ([20], or [N, 20] per residue) added at
+    ``where`` [B, N] (−inf omits).
 
     Also keeps the confidence of the latest forward pass when the model reports one. The model sees
     what is given per residue (``extras["conditioning"]``'s fixed masks) exactly as without the wrapper.
@@ -109,6 +110,8 @@ def run_problems(loaded: Any, solver_config: SolverConfig, problems: Sequence[Pr
                          model_t_range=(it.config.min_t, 1.0 - it.config.min_t))
     groups = plan_batches([p.length for p in problems], max_tokens, batch_size)
     out: list[Sample | None] = [None] * len(problems)
+    if bias is not None and np.ndim(bias) == 2 and any(p.length != len(bias) for p in problems):
+        raise ConfigError(f"a per-residue bias [{len(bias)}, 20] needs problems of that length")
     bias_t = None if bias is None else torch.as_tensor(bias, dtype=torch.float32, device=device)
     done = 0
     try:

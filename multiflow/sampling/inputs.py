@@ -9,8 +9,11 @@ or :class:`~multiflow.errors.BadSequenceError` naming what was given and what wa
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,6 +62,18 @@ def parse_bias(bias_aa: str | dict[str, float] | None, omit_aa: str | Iterable[s
         bias[RESTYPES.index(c)] = -np.inf
     return bias if (bias != 0).any() else None
 
+
+
+def read_json(path: str | Path | None, flag: str) -> Any:
+    """The JSON file a flag names (None when not given); unreadable or invalid files raise ConfigError."""
+    if path is None:
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"{flag} {path}: cannot read it ({err.strerror or err})") from err
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{flag} {path} is not valid JSON ({err})") from err
 
 
 # --- lengths and sequences -------------------------------------------------------------------------

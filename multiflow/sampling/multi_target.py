@@ -67,14 +67,11 @@ def read_target_list(path: Path) -> list[str]:
 
 def read_per_target(path: Path | None, flag: str, targets: list[str], names: dict[str, str]) -> dict[str, str]:
     """``{target path: residues}`` from a JSON object keyed by target path or target name."""
+    from multiflow.sampling.inputs import read_json
+
     if path is None:
         return {}
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as err:
-        raise ConfigError(f"{flag} {path}: cannot read it ({err.strerror or err})") from err
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{flag} {path} is not valid JSON ({err})") from err
+    data = read_json(path, flag)
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(f'{flag} {path}: expected a JSON object {{"<structure path or name>": "A12 A13 B42C"}}')
     by_name = {name: target for target, name in names.items()}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from multiflow.constants import UNK_TOKEN
+from multiflow.constants import NUM_AA, UNK_TOKEN
 from multiflow.data.chain import ProteinChain
 from multiflow.errors import ConfigError
 from multiflow.sampling.residues import ResidueRef, format_labels, parse_chain_ids, resolve_residues
@@ -106,3 +106,45 @@ def _selection_report(chains: Sequence[ProteinChain], design_ids: Sequence[str],
         "unknown_fixed_residues": unknown,
         "notes": notes,
     }
+
+
+def residue_bias(chains: Sequence[ProteinChain], sel: InverseSelection, global_bias: np.ndarray | None,
+                 bias_per_residue: dict[str, Any] | None = None,
+                 omit_per_residue: dict[str, str] | None = None) -> np.ndarray | None:
+    """[N_kept, 20] logit offsets over the kept residues (chain order), or ``global_bias`` [20] when no
+    residue has its own. LigandMPNN's per-residue flags: ``{"A12": {"G": -0.3, "P": -10}}`` and
+    ``{"A12": "CP"}`` (−inf = omitted), added to the global ``--bias_AA`` / ``--omit_AA`` offsets.
+    Each label must be a designed residue; a residue left with no amino acid raises ConfigError."""
+    from multiflow.sampling.inputs import parse_bias
+
+    per = {}
+    for flag, given in (("--bias_AA_per_residue", bias_per_residue), ("--omit_AA_per_residue", omit_per_residue)):
+        if given is None:
+            continue
+        if not isinstance(given, dict):
+            example = '{"A12": {"G": -0.3, "P": -10}}' if "bias" in flag else '{"A12": "CP"}'
+            raise ConfigError(f"{flag}: expected an object from residue label to offsets, e.g. {example}")
+        for ref in resolve_residues(list(given), chains, flag):
+            if not sel.designed[ref.chain][ref.position]:
+                raise ConfigError(f"{flag}: {ref.label} is not designed (fixed, in a context chain or without "
+                                  "backbone); per-residue offsets apply to designed residues only")
+            value = given[ref.label]
+            try:
+                offsets = parse_bias(value, None) if "bias" in flag else parse_bias(None, value)
+            except ConfigError as err:
+                raise ConfigError(f"{flag} {ref.label}: {err}") from err
+            if offsets is not None:
+                per[ref] = per.get(ref, np.zeros(NUM_AA, np.float32)) + offsets
+    if not per:
+        return global_bias
+    table = [np.zeros((c.length, NUM_AA), np.float32) for c in chains]
+    for ref, offsets in per.items():
+        table[ref.chain][ref.position] += offsets
+    base = np.zeros(NUM_AA, np.float32) if global_bias is None else global_bias
+    out = np.concatenate([t[k] for t, k in zip(table, sel.kept)]) + base  # [N_kept, 20]
+    labels = np.concatenate([np.array(c.residue_labels(), dtype=object)[k] for c, k in zip(chains, sel.kept)])
+    empty = labels[np.isneginf(out).all(-1)]
+    if len(empty):
+        raise ConfigError(f"the omit flags leave no amino acid at {format_labels(list(empty), 10)}; at least one "
+                          "must remain")
+    return out

@@ -47,7 +47,7 @@ from multiflow.sampling.inputs import (
     unique_names,
 )
 from multiflow.sampling.outputs import Design, DesignSet
-from multiflow.sampling.selection import InverseSelection, select_inverse
+from multiflow.sampling.selection import InverseSelection, residue_bias, select_inverse
 from multiflow.sampling.solver import Conditioning, FlowState, SolverConfig
 
 
@@ -159,7 +159,8 @@ def fold(loaded: Any, solver_config: SolverConfig, sequences: str | Sequence[str
 # --- inverse folding ----------------------------------------------------------------------------------
 def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[ProteinChain], *,
                  chains_to_design: Any = None, fixed_residues: Any = None, redesigned_residues: Any = None,
-                 bias_aa: Any = None, omit_aa: Any = None, number_of_batches: int = 1, batch_size: int = 1,
+                 bias_aa: Any = None, omit_aa: Any = None, bias_aa_per_residue: dict[str, Any] | None = None,
+                 omit_aa_per_residue: dict[str, str] | None = None, number_of_batches: int = 1, batch_size: int = 1,
                  num_sequences: int | None = None, seed: int = 0, name: str | None = None, allow_long: bool = False,
                  **engine: Any) -> DesignSet:
     """Sequences for a fixed backbone; chains not designed stay as context (structure and sequence).
@@ -175,7 +176,8 @@ def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[Prot
                           f"{batch_size}, {num_sequences}")
     name = safe_name(name or chains[0].name) or "input"
     sel = select_inverse(chains, chains_to_design, fixed_residues, redesigned_residues)
-    bias = parse_bias(bias_aa, omit_aa)
+    global_bias = parse_bias(bias_aa, omit_aa)  # [20] or None
+    bias = residue_bias(chains, sel, global_bias, bias_aa_per_residue, omit_aa_per_residue)  # [20], [N, 20] or None
     present = [k for k in range(len(chains)) if sel.kept[k].any()]
     problem, asm = _inverse_problem(chains, sel, present, name, allow_long)
     aatype, designed = problem.example.aatype, problem.designed
@@ -196,8 +198,9 @@ def inverse_fold(loaded: Any, solver_config: SolverConfig, chains: Sequence[Prot
         native_chains = tuple(chains[k].select(sel.kept[k]) for k in present)
         native = Design(name=name, chains=native_chains, task="native", metrics={"score": round(native_score, 4)},
                         designed=designed.copy())
-        biases = None if bias is None else {a: float(b) for a, b in zip(RESTYPES, bias) if b}
-        report = {"target": name, **sel.report, "bias_AA": biases}
+        biases = None if global_bias is None else {a: float(b) for a, b in zip(RESTYPES, global_bias) if b}
+        report = {"target": name, **sel.report, "bias_AA": biases, "bias_AA_per_residue": bias_aa_per_residue,
+                  "omit_AA_per_residue": omit_aa_per_residue}
         return DesignSet("inverse_fold", tuple(designs), native=native, report=report)
 
     return finish_problems(lambda: run_problems(loaded, solver_config, problems, seed=seed, bias=bias,

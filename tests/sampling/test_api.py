@@ -201,3 +201,25 @@ def test_a_run_stopped_in_its_first_batch_raises_the_interruption_itself(design_
     at_sampling_batch(monkeypatch, 1, raising(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         design_model.generate([8, 10], num_samples=2, seed=3, max_tokens=20)
+
+
+def test_per_residue_bias_and_omit_reach_their_residues_only(design_model, toy_pdb):
+    from multiflow.constants import RESTYPES
+
+    all_but_w = "".join(a for a in RESTYPES if a != "W")
+    res = design_model.inverse_fold(toy_pdb, chains_to_design="A", num_sequences=3, seed=2, bias_AA="G:-5",
+                                    omit_AA_per_residue={"A7": all_but_w}, bias_AA_per_residue={"A8": {"P": 60}})
+    for d in res:
+        chain_a = next(c for c in d.chains if c.chain_id == "A")
+        letters = dict(zip(chain_a.residue_labels(), chain_a.sequence))
+        assert letters["A7"] == "W" and letters["A8"] == "P"
+        assert sum(v == "W" for v in letters.values()) < len(letters) / 2  # not everywhere
+    assert res.report["omit_AA_per_residue"] == {"A7": all_but_w} and res.report["bias_AA"] == {"G": -5.0}
+    with pytest.raises(ConfigError, match="B3 is not designed"):
+        design_model.inverse_fold(toy_pdb, chains_to_design="A", bias_AA_per_residue={"B3": {"G": 1}})
+    with pytest.raises(ConfigError, match="leave no amino acid at A7"):
+        design_model.inverse_fold(toy_pdb, omit_AA="W", omit_AA_per_residue={"A7": all_but_w})
+    with pytest.raises(ConfigError, match="not found in the structure"):
+        design_model.inverse_fold(toy_pdb, omit_AA_per_residue={"A999": "C"})
+    with pytest.raises(ConfigError, match="--bias_AA_per_residue A8: --bias_AA"):
+        design_model.inverse_fold(toy_pdb, bias_AA_per_residue={"A8": {"J": 1}})

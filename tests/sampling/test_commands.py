@@ -242,3 +242,19 @@ def test_inverse_fold_many_targets_bad_flags(argv, match, tmp_path, tiny_checkpo
                                            "--out_folder", str(tmp_path / "run")])
     assert code == 2 and match in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_inverse_fold_per_residue_flags(tmp_path, tiny_checkpoint, toy_pdb, capsys):
+    (tmp_path / "omit.json").write_text(json.dumps({"A7": "ACDEFGHIKLMNPQRSTVY"}))  # all but W
+    (tmp_path / "bad.json").write_text("{not json")
+    code, out, cap = _run("inverse-fold", ["--pdb_path", str(toy_pdb), "--chains_to_design", "A", "--num_seq_per_target",
+                                           "2", "--omit_AA_per_residue", str(tmp_path / "omit.json")],
+                          tmp_path, tiny_checkpoint, capsys)
+    assert code == 0, cap.err
+    for row in csv.DictReader((out / "designs.csv").open()):
+        chain_a = read_structure(out / row["structure"])[0]
+        assert dict(zip(chain_a.residue_labels(), chain_a.sequence))["A7"] == "W"
+    assert json.loads((out / "run.json").read_text())["report"]["omit_AA_per_residue"] == {"A7": "ACDEFGHIKLMNPQRSTVY"}
+    code = run_subcommand("inverse-fold", ["--pdb_path", str(toy_pdb), "--bias_AA_per_residue", str(tmp_path / "bad.json"),
+                                           "--checkpoint", str(tiny_checkpoint), "--out_folder", str(tmp_path / "r2")])
+    assert code == 2 and "--bias_AA_per_residue" in capsys.readouterr().err and not (tmp_path / "r2").exists()
