@@ -11,6 +11,7 @@ The run folder::
       run.json          status (running, complete, complete with failures, interrupted), the command,
                         checkpoint, seed and one entry per target (status, designs, error)
       targets.csv       the same, one row per target
+      all_seqs.fa       every target's FASTA (native first, then its designs), one after the other
       <target>/         a complete single-target run folder (run.json, seqs/, structures/, ...)
       DONE              written last
 
@@ -145,6 +146,8 @@ class Summary:
         writer.writeheader()
         writer.writerows({k: "" if row[k] is None else row[k] for k in SUMMARY_COLUMNS} for row in self.rows)
         _atomic_write(self.out / "targets.csv", text.getvalue())
+        fastas = [f for row in self.rows if row["folder"] for f in sorted((self.out / row["folder"] / "seqs").glob("*.fa"))]
+        _atomic_write(self.out / "all_seqs.fa", "".join(f.read_text() for f in fastas))
 
 
     def print_table(self, title: str, max_rows: int = 30) -> None:

@@ -202,6 +202,8 @@ def test_inverse_fold_many_targets_keeps_going_past_bad_ones(tmp_path, tiny_chec
         assert sub["status"] == "complete" and sub["report"]["fixed_residues"] == fixed
         assert len(read_fasta(out / name / "seqs" / f"{name}.fa")) == 3  # native + 2
     assert "going on with the next target" in cap.err
+    headers = [h for h, _ in read_fasta(out / "all_seqs.fa")]  # natives and designs of both targets
+    assert len(headers) == 6 and headers[0].startswith("a,") and headers[3].startswith("b,")
     # --overwrite replaces the whole multi-target run, and only once the new one is done
     (tmp_path / "targets.json").write_text(json.dumps([paths[3]]))
     code = run_subcommand("inverse-fold", ["--pdb_path_multi", str(tmp_path / "targets.json"), "--overwrite",
