@@ -39,24 +39,24 @@ from typing import Any
 from multiflow.errors import ConfigError, SamplingFailed, SamplingInterrupted, Terminated, describe_error
 
 SUMMARY_COLUMNS = ("target", "file", "status", "designs", "mean_seq_rec", "best_score", "folder", "error")
+TABLE_COLUMNS = ("target", "status", "designs", "mean_seq_rec", "best_score", "error")  # printed at the end
 
 
 def read_target_list(path: Path) -> list[str]:
     """Structure paths from a JSON object (keys), a JSON list, or a text file (one per line, '#' comments)."""
-    try:
-        text = Path(path).read_text()
-    except OSError as err:
-        raise ConfigError(f"--pdb_path_multi {path}: cannot read it ({err.strerror or err})") from err
+    from multiflow.sampling.inputs import read_json
+
     if str(path).endswith(".json"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"--pdb_path_multi {path} is not valid JSON ({err})") from err
+        data = read_json(path, "--pdb_path_multi")
         if not isinstance(data, (dict, list)) or not all(isinstance(k, str) for k in data):
             raise ConfigError(f"--pdb_path_multi {path}: expected a JSON object whose keys are structure paths "
                               '(LigandMPNN style, {"a.pdb": ""}) or a JSON list of paths')
         targets = list(data)
     else:
+        try:
+            text = Path(path).read_text()
+        except OSError as err:
+            raise ConfigError(f"--pdb_path_multi {path}: cannot read it ({err.strerror or err})") from err
         targets = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not targets:
         raise ConfigError(f"--pdb_path_multi {path} lists no structures")
@@ -88,14 +88,14 @@ def read_per_target(path: Path | None, flag: str, targets: list[str], names: dic
 
 def target_names(targets: list[str]) -> dict[str, str]:
     """A unique, file-name-safe folder name per target: the file name without .pdb/.cif/.gz."""
+    from multiflow.data.io import CIF_SUFFIXES, PDB_SUFFIXES
     from multiflow.sampling.inputs import safe_name, unique_names
 
     stems = []
     for t in targets:
-        stem = Path(t).name
-        for suffix in (".gz", ".pdb", ".cif", ".mmcif", ".ent"):
-            stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem
-        stems.append((safe_name(stem) or "target", t))
+        stem = Path(t).name.removesuffix(".gz")
+        suffix = next((x for x in PDB_SUFFIXES + CIF_SUFFIXES if stem.lower().endswith(x)), "")
+        stems.append((safe_name(stem[: len(stem) - len(suffix)]) or "target", t))
     return {t: name for name, t in unique_names(stems)}
 
 
@@ -149,19 +149,17 @@ class Summary:
         fastas = [f for row in self.rows if row["folder"] for f in sorted((self.out / row["folder"] / "seqs").glob("*.fa"))]
         _atomic_write(self.out / "all_seqs.fa", "".join(f.read_text() for f in fastas))
 
-
     def print_table(self, title: str, max_rows: int = 30) -> None:
         from rich.console import Console
         from rich.table import Table
 
         table = Table(title=f"{title} (targets.csv)")
-        for col in ("target", "status", "designs", "mean_seq_rec", "best_score", "error"):
+        for col in TABLE_COLUMNS:
             table.add_column(col, overflow="fold" if col == "error" else "ellipsis")
         for row in self.rows[:max_rows]:
-            table.add_row(*("" if row[k] is None else str(row[k]) for k in
-                            ("target", "status", "designs", "mean_seq_rec", "best_score", "error")))
+            table.add_row(*("" if row[k] is None else str(row[k]) for k in TABLE_COLUMNS))
         if len(self.rows) > max_rows:
-            table.add_row(f"... {len(self.rows) - max_rows} more", "", "", "", "", "")
+            table.add_row(f"... {len(self.rows) - max_rows} more", *[""] * (len(TABLE_COLUMNS) - 1))
         Console().print(table)
 
 

@@ -118,19 +118,19 @@ def residue_bias(chains: Sequence[ProteinChain], sel: InverseSelection, global_b
     from multiflow.sampling.inputs import parse_bias
 
     per = {}
-    for flag, given in (("--bias_AA_per_residue", bias_per_residue), ("--omit_AA_per_residue", omit_per_residue)):
+    flags = (("--bias_AA_per_residue", bias_per_residue, '{"A12": {"G": -0.3, "P": -10}}', lambda v: parse_bias(v, None)),
+             ("--omit_AA_per_residue", omit_per_residue, '{"A12": "CP"}', lambda v: parse_bias(None, v)))
+    for flag, given, example, parse in flags:
         if given is None:
             continue
         if not isinstance(given, dict):
-            example = '{"A12": {"G": -0.3, "P": -10}}' if "bias" in flag else '{"A12": "CP"}'
             raise ConfigError(f"{flag}: expected an object from residue label to offsets, e.g. {example}")
         for ref in resolve_residues(list(given), chains, flag):
             if not sel.designed[ref.chain][ref.position]:
                 raise ConfigError(f"{flag}: {ref.label} is not designed (fixed, in a context chain or without "
                                   "backbone); per-residue offsets apply to designed residues only")
-            value = given[ref.label]
             try:
-                offsets = parse_bias(value, None) if "bias" in flag else parse_bias(None, value)
+                offsets = parse(given[ref.label])
             except ConfigError as err:
                 raise ConfigError(f"{flag} {ref.label}: {err}") from err
             if offsets is not None:
