@@ -33,12 +33,20 @@ def compose_config(config_name: str = "train", overrides: list[str] | None = Non
 
 
 def resume_checkpoint(resume: str | None, last: Path) -> str | None:
-    """Checkpoint to resume from: ``resume=<path>``, or ``resume=last`` for the run's ``last`` checkpoint."""
+    """Checkpoint to resume from: ``resume=<path>``, ``resume=last`` for the run's ``last`` checkpoint
+    (which must exist), or ``resume=auto``: ``last`` if it exists, else None (a fresh start).
+
+    ``auto`` is for job scripts that a scheduler may requeue after preemption: the same command
+    starts the run the first time and continues it every later time.
+    """
     if resume in (None, ""):
         return None
+    if resume == "auto":
+        return str(last) if last.is_file() else None
     path = last if resume == "last" else Path(resume)
     if not path.is_file():
-        raise FileNotFoundError(f"cannot resume: checkpoint {path} does not exist")
+        raise FileNotFoundError(f"cannot resume: checkpoint {path} does not exist"
+                                + (" (resume=auto starts a fresh run when there is none)" if resume == "last" else ""))
     return str(path)
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from multiflow.training.builders import build_datamodule, build_module
-from multiflow.training.train import compose_config, run
+from multiflow.training.train import compose_config, resume_checkpoint, run
 from tests.helpers import write_processed
 
 TINY = ["model=tiny", "trainer.max_steps=4", "trainer.val_check_interval=2", "trainer.limit_val_batches=1",
@@ -93,7 +93,7 @@ def test_distillation_term_reaches_the_logits_and_needs_targets(processed, tmp_p
 
 def test_train_writes_checkpoints_and_resumes(processed, tmp_path):
     run_dir = tmp_path / "run"
-    run(compose_config("train", _overrides(processed, run_dir)))
+    run(compose_config("train", _overrides(processed, run_dir, "resume=auto")))  # nothing to resume: a fresh start
     last = run_dir / "checkpoints" / "last.ckpt"
     assert last.is_file() and (run_dir / "config.yaml").is_file()
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -102,6 +102,20 @@ def test_train_writes_checkpoints_and_resumes(processed, tmp_path):
     assert list((run_dir / "logs").glob("version_*/metrics.csv"))
     run(compose_config("train", _overrides(processed, run_dir, "resume=last", "trainer.max_steps=6")))
     assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 6
+    run(compose_config("train", _overrides(processed, run_dir, "resume=auto", "trainer.max_steps=7")))  # a requeue
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 7
+
+
+def test_resume_checkpoint_reads_last_auto_or_a_path(tmp_path):
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert resume_checkpoint(None, last) is None and resume_checkpoint("auto", last) is None
+    with pytest.raises(FileNotFoundError, match="does not exist.*resume=auto starts a fresh run"):
+        resume_checkpoint("last", last)
+    with pytest.raises(FileNotFoundError, match="other.ckpt does not exist"):
+        resume_checkpoint(str(tmp_path / "other.ckpt"), last)
+    last.parent.mkdir()
+    last.write_bytes(b"")
+    assert resume_checkpoint("auto", last) == resume_checkpoint("last", last) == str(last)
 
 
 def test_bf16_mixed_precision_trains_with_float32_noising_and_losses(processed, tmp_path):
