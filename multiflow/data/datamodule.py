@@ -23,6 +23,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from multiflow.data.batch import Batch, ChainExample, collate
@@ -41,6 +42,19 @@ class SplitFilter:
     max_length: int = 512  # residues; longer chains are kept and cropped when crop_length is set
     max_coil_fraction: float = 1.0  # 0..1
     max_missing_fraction: float = 1.0  # 0..1
+
+    def failed(self, row: dict[str, str], cropped: bool) -> str | None:
+        """The first test a metadata row fails (a short reason), or None if the chain is kept."""
+        length = int(row["length"])
+        if length < self.min_length:
+            return f"shorter than {self.min_length}"
+        if not cropped and length > self.max_length:
+            return f"longer than {self.max_length}"
+        if float(row["coil_frac"]) > self.max_coil_fraction:
+            return f"coil fraction > {self.max_coil_fraction}"
+        if float(row["missing_frac"]) > self.max_missing_fraction:
+            return f"missing fraction > {self.max_missing_fraction}"
+        return None
 
 
 def read_metadata(root: Path) -> list[dict[str, str]]:
@@ -74,24 +88,26 @@ class ProcessedChainDataset(Dataset):
         seq_targets: str | None = None,
     ) -> None:
         self.root = Path(root)
+        self.splits = tuple(splits)
         if not self.root.is_dir():
             raise FileNotFoundError(f"processed data folder {self.root} does not exist")
         rows = read_metadata(self.root)
         wanted: set[str] = set()
         for split in splits:
             wanted |= split_ids(self.root, split, rows)
-        self.rows = [
-            row for row in rows
-            if row["example_id"] in wanted
-            and int(row["length"]) >= filt.min_length
-            and (crop_length is not None or int(row["length"]) <= filt.max_length)
-            and float(row["coil_frac"]) <= filt.max_coil_fraction
-            and float(row["missing_frac"]) <= filt.max_missing_fraction
-        ]
+        self.rows, self.dropped = [], {}  # dropped: reason -> chains
+        for row in rows:
+            if row["example_id"] not in wanted:
+                continue
+            reason = filt.failed(row, cropped=crop_length is not None)
+            if reason is None:
+                self.rows.append(row)
+            else:
+                self.dropped[reason] = self.dropped.get(reason, 0) + 1
         if not self.rows:
             raise ConfigError(
                 f"split(s) {list(splits)} of {self.root} are empty after filtering "
-                f"({len(wanted)} ids listed, {len(rows)} chains processed, filter {filt})"
+                f"({len(wanted)} ids listed, {len(rows)} chains processed, {self.filter_summary()}; filter {filt})"
             )
         self.crop_length = crop_length
         self.random_rotation = random_rotation
@@ -110,6 +126,14 @@ class ProcessedChainDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def filter_summary(self) -> str:
+        """'kept K of L (dropped: n reason, ...)', L being the chains the splits list that were processed."""
+        listed = len(self.rows) + sum(self.dropped.values())
+        text = f"kept {len(self.rows):,} of {listed:,}"
+        if self.dropped:
+            text += " (dropped: " + ", ".join(f"{n:,} {why}" for why, n in sorted(self.dropped.items())) + ")"
+        return text
 
     def lengths(self) -> np.ndarray:
         """Residue counts after cropping, used for token-budget batching."""
@@ -264,6 +288,9 @@ class ProteinDataModule(L.LightningDataModule):
             ProcessedChainDataset(self.root, self.val_splits, self.filt, self.crop_length, False, self.seq_targets)
             if self.val_splits else None
         )
+        for name, dataset in (("train", self.train_set), ("val", self.val_set)):
+            if dataset is not None:
+                rank_zero_info(f"{name} chains ({'+'.join(dataset.splits)}): {dataset.filter_summary()}")
 
     def _loader(self, dataset: ProcessedChainDataset, shuffle: bool) -> DataLoader:
         sampler = TokenBudgetBatchSampler(

@@ -1,7 +1,9 @@
+import csv
+
 import numpy as np
 import pytest
 
-from multiflow.data.datamodule import ProcessedChainDataset, ProteinDataModule, TokenBudgetBatchSampler
+from multiflow.data.datamodule import ProcessedChainDataset, ProteinDataModule, SplitFilter, TokenBudgetBatchSampler
 from multiflow.errors import ConfigError
 from tests.helpers import write_processed
 
@@ -54,3 +56,28 @@ def test_datamodule_loaders_and_empty_split(tmp_path):
         ProcessedChainDataset(tmp_path, ["val"])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ProcessedChainDataset(tmp_path / "nope", ["train"])
+
+
+def test_filter_counts_what_it_drops_and_why(tmp_path, caplog):
+    """Each dropped chain is counted under the first test it fails; the datamodule prints the counts."""
+    write_processed(tmp_path, [30, 50, 60, 600, 70])  # 30 too short; 600 too long without a crop
+    rows = list(csv.DictReader(open(tmp_path / "metadata.csv")))
+    rows[2]["coil_frac"] = "0.8"  # the 60-residue chain
+    with open(tmp_path / "metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    filt = SplitFilter(min_length=40, max_length=512, max_coil_fraction=0.5)
+    uncropped = ProcessedChainDataset(tmp_path, ["train"], filt)
+    assert [r["example_id"] for r in uncropped.rows] == ["ex1", "ex4"]
+    assert uncropped.filter_summary() == ("kept 2 of 5 (dropped: 1 coil fraction > 0.5, 1 longer than 512, "
+                                          "1 shorter than 40)")
+    assert ProcessedChainDataset(tmp_path, ["train"], filt, crop_length=128).filter_summary() == (
+        "kept 3 of 5 (dropped: 1 coil fraction > 0.5, 1 shorter than 40)")  # a crop keeps the long chain
+    with pytest.raises(ConfigError, match=r"kept 0 of 5 \(dropped: 5 shorter than 1000\)"):
+        ProcessedChainDataset(tmp_path, ["train"], SplitFilter(min_length=1000))
+    dm = ProteinDataModule(str(tmp_path), train_splits=("train",), val_splits=(), crop_length=None,
+                           max_coil_fraction=0.5, max_tokens=1024)
+    with caplog.at_level("INFO"):
+        dm.setup()
+    assert "train chains (train): kept 2 of 5 (dropped: 1 coil" in caplog.text
