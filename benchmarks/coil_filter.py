@@ -15,6 +15,8 @@ import argparse
 import csv
 from pathlib import Path
 
+from multiflow.data.datamodule import read_metadata
+
 MANIFEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "structures" / "manifest.tsv"
 DSSP_NOT_COIL = set("HGIEB")
 
@@ -32,11 +34,11 @@ def main() -> None:
     args = parser.parse_args()
     with open(args.manifest, newline="") as handle:
         dssp = {r["chain_id"]: r["dssp8"] for r in csv.DictReader(handle, delimiter="\t") if r["dssp8"]}
-    with open(Path(args.processed) / "metadata.csv", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] in args.splits.split(",")]
+    splits = args.splits.split(",")
     # metadata's example_id is <manifest chain id>_<chain letter>, e.g. 1A12_C_C for 1A12_C.pdb.gz
-    pairs = [(float(r["coil_frac"]), dssp_coil_fraction(dssp[r["example_id"].rsplit("_", 1)[0]]))
-             for r in rows if r["example_id"].rsplit("_", 1)[0] in dssp]
+    psea = {r["example_id"].rsplit("_", 1)[0]: float(r["coil_frac"])
+            for r in read_metadata(Path(args.processed)) if r["split"] in splits}
+    pairs = [(coil, dssp_coil_fraction(dssp[chain])) for chain, coil in psea.items() if chain in dssp]
     if not pairs:
         raise SystemExit(f"no chain of splits {args.splits} in {args.processed} has a DSSP string in {args.manifest}")
     n = len(pairs)

@@ -12,10 +12,11 @@ def _helix_ca(n, rng):
     return (ca + rng.normal(scale=0.1, size=ca.shape)).astype(np.float32)
 
 
-def write_processed(root, lengths, split="train"):
+def write_processed(root, lengths, split="train", coil_frac=0.3):
     """A processed folder (docs/DESIGN.md layout) of random chains with helix-like CA spacing.
 
-    ``split`` is one split name for all chains or one name per chain.
+    ``split`` is one split name for all chains or one name per chain; ``coil_frac`` (the metadata
+    column the coil filter reads) one value for all chains or one per chain.
     """
     (root / "examples").mkdir(parents=True)
     rows = []
@@ -28,7 +29,8 @@ def write_processed(root, lengths, split="train"):
             path, aatype=rng.integers(0, 20, n), trans=_helix_ca(n, rng),
             rots=rots, res_mask=np.ones(n, bool), residue_index=np.arange(n), chain_index=np.zeros(n, np.int64),
         )
-        rows.append(dict(example_id=eid, length=n, coil_frac=0.3, missing_frac=0.0,
+        rows.append(dict(example_id=eid, length=n, missing_frac=0.0,
+                         coil_frac=coil_frac if isinstance(coil_frac, float) else coil_frac[i],
                          example_path=f"examples/{eid}.npz", split=split if isinstance(split, str) else split[i]))
     with open(root / "metadata.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -270,7 +270,6 @@ def _inverse_inputs(args: argparse.Namespace) -> dict[str, Any]:
     return {"chains": chains, **per_residue}
 
 
-
 def _fold_inputs(args: argparse.Namespace) -> dict[str, Any]:
     from multiflow.data.io import read_fasta
 

@@ -1,5 +1,3 @@
-import csv
-
 import numpy as np
 import pytest
 
@@ -60,13 +58,8 @@ def test_datamodule_loaders_and_empty_split(tmp_path):
 
 def test_filter_counts_what_it_drops_and_why(tmp_path, caplog):
     """Each dropped chain is counted under the first test it fails; the datamodule prints the counts."""
-    write_processed(tmp_path, [30, 50, 60, 600, 70])  # 30 too short; 600 too long without a crop
-    rows = list(csv.DictReader(open(tmp_path / "metadata.csv")))
-    rows[2]["coil_frac"] = "0.8"  # the 60-residue chain
-    with open(tmp_path / "metadata.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    # 30 too short; 600 too long without a crop; the 60-residue chain too coily
+    write_processed(tmp_path, [30, 50, 60, 600, 70], coil_frac=[0.3, 0.3, 0.8, 0.3, 0.3])
     filt = SplitFilter(min_length=40, max_length=512, max_coil_fraction=0.5)
     uncropped = ProcessedChainDataset(tmp_path, ["train"], filt)
     assert [r["example_id"] for r in uncropped.rows] == ["ex1", "ex4"]
