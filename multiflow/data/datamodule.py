@@ -210,9 +210,30 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.epoch = 0
         self._rank, self._world = rank, world_size
+        self._skip = 0  # batches of this rank to leave out of the next iteration (a resumed epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> "TokenBudgetBatchSampler":
+        """Itself. Lightning sets the epoch of ``dataloader.batch_sampler.sampler``, never of the batch
+        sampler: without this every epoch would repeat epoch 0's batches in epoch 0's order. (The
+        trainer configs keep ``use_distributed_sampler: false``, so Lightning does not replace it.)"""
+        return self
+
+    def resume(self, epoch: int, batches_seen: int) -> int:
+        """Continue an interrupted run: the next iteration is epoch ``epoch`` without the batches of it
+        that were already trained on, ``batches_seen`` being this rank's batches over all epochs so far.
+
+        Returns how many batches of the epoch are left out. When the count does not fit the epoch
+        (a run whose epochs Lightning cut short, e.g. ``limit_train_batches``) the epoch starts over.
+        """
+        before = sum(self._rank_length(e) for e in range(epoch))
+        done = batches_seen - before
+        self.epoch = epoch
+        self._skip = done if 0 <= done <= self._rank_length(epoch) else 0
+        return self._skip
 
     def _dist(self) -> tuple[int, int]:
         if self._rank is not None and self._world is not None:
@@ -221,8 +242,8 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
             return torch.distributed.get_rank(), torch.distributed.get_world_size()
         return 0, 1
 
-    def _all_batches(self) -> list[list[int]]:
-        rng = np.random.default_rng((self.seed, self.epoch))
+    def _all_batches(self, epoch: int | None = None) -> list[list[int]]:
+        rng = np.random.default_rng((self.seed, self.epoch if epoch is None else epoch))
         # sort by length with random tie-breaking so buckets differ between epochs
         jitter = rng.random(len(self.lengths)) if self.shuffle else np.zeros(len(self.lengths))
         order = np.lexsort((jitter, self.lengths))
@@ -241,16 +262,20 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
             rng.shuffle(batches)
         return batches
 
+    def _rank_length(self, epoch: int | None = None) -> int:
+        return math.ceil(len(self._all_batches(epoch)) / self._dist()[1])
+
     def __iter__(self):
         rank, world = self._dist()
+        skip, self._skip = self._skip, 0
         batches = self._all_batches()
         per_rank = math.ceil(len(batches) / world)
         padded = batches + batches[: per_rank * world - len(batches)]  # repeat a few so ranks match
-        yield from padded[rank::world]
+        yield from padded[rank::world][skip:]
 
     def __len__(self) -> int:
-        _, world = self._dist()
-        return math.ceil(len(self._all_batches()) / world)
+        # the whole epoch, also when resuming inside it: Lightning counts the batches already done
+        return self._rank_length()
 
 
 class ProteinDataModule(L.LightningDataModule):
@@ -302,7 +327,17 @@ class ProteinDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        loader = self._loader(self.train_set, shuffle=True)
+        trainer = self.trainer
+        if trainer is not None and trainer.global_step > 0:
+            # Resumed (Lightning restores the step and epoch before it asks for loaders): continue the
+            # interrupted epoch's seeded order where it stopped. Without this a DataLoader worker draws
+            # epoch 0's order before Lightning sets the epoch, and the epoch replays its first batches
+            # while never reaching its last ones.
+            seen = trainer.global_step * trainer.accumulate_grad_batches
+            skipped = loader.batch_sampler.resume(trainer.current_epoch, seen)
+            rank_zero_info(f"resuming at epoch {trainer.current_epoch}, after its first {skipped} batches")
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -114,6 +115,9 @@ def run(cfg: DictConfig) -> Path:
     if cfg.get("init_from"):
         warm_start(module, cfg.init_from)
     trainer = build_trainer(cfg, run_dir)
+    # ProteinDataModule.train_dataloader continues an interrupted epoch itself (seeded order, batches
+    # already done left out), which Lightning's resume check cannot see
+    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     trainer.fit(module, datamodule=datamodule,
                 ckpt_path=resume_checkpoint(cfg.resume, run_dir / "checkpoints" / "last.ckpt"))
     if trainer.global_step > 0:

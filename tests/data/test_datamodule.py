@@ -24,6 +24,34 @@ def test_token_budget_ranks_are_disjoint_and_equal():
     assert set(flat) == set(range(len(lengths)))
 
 
+def test_resume_continues_the_interrupted_epoch():
+    lengths = np.arange(40, 100)
+    epochs = []
+    for epoch in range(3):
+        full = TokenBudgetBatchSampler(lengths, 300, seed=5)
+        full.set_epoch(epoch)
+        epochs.append(list(full))
+    sampler = TokenBudgetBatchSampler(lengths, 300, seed=5)
+    seen = len(epochs[0]) + 3  # stopped three batches into epoch 1
+    assert sampler.resume(1, seen) == 3
+    assert len(sampler) == len(epochs[1])  # Lightning counts the done batches itself
+    assert list(sampler) == epochs[1][3:]
+    sampler.set_epoch(2)  # the skip applies to the resumed epoch only
+    assert list(sampler) == epochs[2]
+    # a count that does not fit the epoch (epochs cut short by Lightning) starts the epoch over
+    assert sampler.resume(1, 10 * len(epochs[0])) == 0
+    assert list(sampler) == epochs[1]
+
+
+def test_resume_counts_this_ranks_batches():
+    lengths = np.arange(40, 140)
+    ranks = [TokenBudgetBatchSampler(lengths, 500, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    full = [list(r) for r in ranks]
+    for r, sampler in enumerate(ranks):
+        assert sampler.resume(0, 2) == 2
+        assert list(sampler) == full[r][2:]
+
+
 def test_budget_smaller_than_chain_is_a_clear_error():
     with pytest.raises(ConfigError, match="max_tokens"):
         TokenBudgetBatchSampler(np.array([100, 600]), max_tokens=500)
@@ -74,3 +102,44 @@ def test_filter_counts_what_it_drops_and_why(tmp_path, caplog):
     with caplog.at_level("INFO"):
         dm.setup()
     assert "train chains (train): kept 2 of 5 (dropped: 1 coil" in caplog.text
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_trainer_resumed_mid_epoch_sees_the_uninterrupted_batches(tmp_path, num_workers):
+    """A run resumed from a checkpoint written inside its second epoch (as ``last.ckpt`` is, every
+    ``val_check_interval`` steps or on SIGTERM) trains on the batches, in the order, of the run that
+    went on (chains have distinct lengths, so a batch is known by its lengths)."""
+    import lightning as L
+    import torch
+
+    write_processed(tmp_path / "data", list(range(40, 80, 2)))
+
+    class Recorder(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.seen = []
+
+        def training_step(self, batch, batch_idx):
+            self.seen.append(tuple(sorted(batch.res_mask.sum(1).tolist())))
+            return (self.w ** 2).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit(callbacks=(), ckpt=None):
+        dm = ProteinDataModule(str(tmp_path / "data"), val_splits=(), max_tokens=200, crop_length=None,
+                               num_workers=num_workers, seed=2)
+        module = Recorder()
+        trainer = L.Trainer(max_steps=25, accelerator="cpu", logger=False, callbacks=list(callbacks),
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
+        return trainer, module.seen
+
+    every_12 = L.pytorch.callbacks.ModelCheckpoint(tmp_path / "ckpt", filename="{step}", every_n_train_steps=12,
+                                                   save_top_k=-1)
+    trainer, whole = fit([every_12])
+    assert trainer.num_training_batches == 8  # so step 12 is inside the second epoch
+    assert whole[8:16] != whole[:8] and sorted(whole[8:16]) == sorted(whole[:8])  # a new order each epoch
+    _, rest = fit(ckpt=str(tmp_path / "ckpt" / "step=12.ckpt"))
+    assert rest == whole[12:]
