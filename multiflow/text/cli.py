@@ -61,7 +61,7 @@ def text_train(cfg: DictConfig) -> Path:
     from multiflow.text.checkpoint import build_meta
     from multiflow.text.model import CausalLM
     from multiflow.text.module import OptimConfig, TextARModule, TextFlowModule, Throughput
-    from multiflow.training.builders import save_on_interrupt
+    from multiflow.training.builders import save_on_interrupt, step_progress_bar
     from multiflow.training.train import resume_checkpoint
 
     torch.set_num_threads(int(cfg.trainer.num_threads))
@@ -108,7 +108,8 @@ def text_train(cfg: DictConfig) -> Path:
         callbacks=[Throughput(every=tr.log_every_n_steps),
                    ModelCheckpoint(dirpath=str(run_dir), save_last=True, save_top_k=0,
                                    every_n_train_steps=tr.val_check_interval),
-                   save_on_interrupt(run_dir / "last.ckpt")])
+                   save_on_interrupt(run_dir / "last.ckpt")]
+                  + ([step_progress_bar()] if tr.enable_progress_bar else []))
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     wall = time.perf_counter() - t0

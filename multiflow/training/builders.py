@@ -82,6 +82,33 @@ def save_on_interrupt(path: Path):
     return SaveOnInterrupt()
 
 
+def step_progress_bar():
+    """Lightning's progress bar for a run budgeted in steps: the optimiser step out of ``max_steps``
+    first among the shown numbers (the bar itself counts batches of the epoch), and "Epoch E" without
+    the "/-2" Lightning prints for ``max_epochs=-1``. Rich's bar when rich is installed, else tqdm's."""
+    try:
+        from lightning.pytorch.callbacks import RichProgressBar as Base
+
+        Base()  # raises ModuleNotFoundError without rich
+    except ModuleNotFoundError:
+        from lightning.pytorch.callbacks import TQDMProgressBar as Base
+
+    class StepProgressBar(Base):
+        def get_metrics(self, trainer, pl_module) -> dict:
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)  # the logger's version number
+            if trainer.max_steps is not None and trainer.max_steps > 0:
+                metrics = {"step": f"{trainer.global_step}/{trainer.max_steps}", **metrics}
+            return metrics
+
+        def _get_train_description(self, current_epoch: int) -> str:  # RichProgressBar's
+            if self.trainer.max_epochs not in (None, -1):
+                return super()._get_train_description(current_epoch)
+            return f"{f'Epoch {current_epoch}':{len(self.validation_description)}}"
+
+    return StepProgressBar()
+
+
 def build_trainer(cfg: DictConfig, run_dir: Path):
     import lightning as L
     from lightning.pytorch.callbacks import EMAWeightAveraging, LearningRateMonitor, ModelCheckpoint
@@ -102,6 +129,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path):
         LearningRateMonitor(logging_interval="step"),
         save_on_interrupt(run_dir / "checkpoints" / "last.ckpt"),
     ]
+    if trainer_kwargs.get("enable_progress_bar", True):
+        callbacks.append(step_progress_bar())
     if float(cfg.training.ema_decay) > 0:
         callbacks.append(EMAWeightAveraging(decay=float(cfg.training.ema_decay)))
     loggers = [CSVLogger(save_dir=str(run_dir), name="logs")]  # logs/version_<k>/metrics.csv, one per (re)start

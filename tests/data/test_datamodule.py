@@ -132,6 +132,7 @@ def test_trainer_resumed_mid_epoch_sees_the_uninterrupted_batches(tmp_path, num_
                                num_workers=num_workers, seed=2)
         module = Recorder()
         trainer = L.Trainer(max_steps=25, accelerator="cpu", logger=False, callbacks=list(callbacks),
+                            default_root_dir=tmp_path,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt)
         return trainer, module.seen

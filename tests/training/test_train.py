@@ -283,3 +283,21 @@ def test_sigterm_keeps_the_steps_since_the_last_periodic_save(processed, tmp_pat
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 3
     assert "current_model_state" in ckpt, "the raw (non-EMA) weights must be kept so a resume continues exactly"
+
+
+def test_progress_bar_shows_the_step_budget(processed, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from multiflow.training.builders import step_progress_bar
+
+    bar = step_progress_bar()
+    fake = SimpleNamespace(loggers=[], progress_bar_metrics={"train/loss": 1.5}, global_step=5, max_steps=10,
+                           max_epochs=-1)
+    bar._trainer = fake
+    assert bar.get_metrics(fake, None) == {"step": "5/10", "train/loss": 1.5}
+    if hasattr(bar, "validation_description"):  # rich's bar: no "Epoch 3/-2" for a run budgeted in steps
+        assert bar._get_train_description(3).strip() == "Epoch 3"
+    # and a real run renders with it
+    run(compose_config("train", _overrides(processed, tmp_path / "run", "trainer.enable_progress_bar=true")))
+    out = capsys.readouterr().out
+    assert "step: 4/4" in out and "Epoch " in out and "/-2" not in out
