@@ -115,11 +115,12 @@ def run(cfg: DictConfig) -> Path:
     if cfg.get("init_from"):
         warm_start(module, cfg.init_from)
     trainer = build_trainer(cfg, run_dir)
-    # ProteinDataModule.train_dataloader continues an interrupted epoch itself (seeded order, batches
-    # already done left out), which Lightning's resume check cannot see
-    warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
-    trainer.fit(module, datamodule=datamodule,
-                ckpt_path=resume_checkpoint(cfg.resume, run_dir / "checkpoints" / "last.ckpt"))
+    with warnings.catch_warnings():
+        # ProteinDataModule.train_dataloader continues an interrupted epoch itself (seeded order,
+        # batches already done left out), which Lightning's resume check cannot see
+        warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+        trainer.fit(module, datamodule=datamodule,
+                    ckpt_path=resume_checkpoint(cfg.resume, run_dir / "checkpoints" / "last.ckpt"))
     if trainer.global_step > 0:
         # ModelCheckpoint writes last.ckpt only every val_check_interval steps: a stop by max_time
         # or by max_steps off that interval would otherwise lose the steps since then (Ctrl-C and
